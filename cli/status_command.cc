@@ -1,0 +1,94 @@
+#include "cli/status_command.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "admin.grpc.pb.h"
+#include "cli/json_output.h"
+#include "common/units.h"
+
+namespace blockrepl {
+namespace {
+
+std::string ProgressBar(double fraction, int width) {
+  fraction = std::min(1.0, std::max(0.0, fraction));
+  int filled = static_cast<int>(fraction * width);
+  std::string bar = "[";
+  for (int i = 0; i < width; ++i) bar += i < filled ? '=' : (i == filled ? '>' : '.');
+  return bar + "]";
+}
+
+}  // namespace
+
+std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
+  std::string out = absl::StrFormat("%s : %s, %s, %s", v.name(), v.role(), v.connection(),
+                                    v.sync_state());
+  if (v.role() == "primary") absl::StrAppend(&out, ", ", v.mode());
+  if (v.role() == "secondary") absl::StrAppend(&out, v.consistent() ? ", consistent" : ", INCONSISTENT");
+  absl::StrAppend(&out, "\n");
+  absl::StrAppendFormat(&out, "      %s (%d bytes) store %s, peer %s\n", FormatBytes(v.size_bytes()),
+                        v.size_bytes(), v.store(), v.peer().empty() ? "-" : v.peer());
+  if (v.role() == "primary") {
+    absl::StrAppendFormat(&out, "      %s: %d/%d writes, %s/%s in flight (peak %d writes, %s)\n",
+                          v.mode(), v.inflight_writes(), v.max_inflight_writes(),
+                          FormatBytes(v.inflight_bytes()), FormatBytes(v.max_inflight_bytes()),
+                          v.peak_inflight_writes(), FormatBytes(v.peak_inflight_bytes()));
+    absl::StrAppendFormat(&out, "      bitmap: %d/%d pages [%dKB], %dKB chunk, %s\n",
+                          v.bitmap_dirty_pages(), v.bitmap_pages(), v.bitmap_dirty_pages() * 4,
+                          v.chunk_size() / 1024,
+                          v.bitmap_file().empty() ? "in memory" : "file: " + v.bitmap_file());
+    absl::StrAppendFormat(&out, "      dirty: %d chunks (%s), %d bits set\n", v.dirty_chunks(),
+                          FormatBytes(v.dirty_chunks() * v.chunk_size()), v.bitmap_bits_set());
+    if (v.sync_state() == "resyncing" && v.resync_total_bytes() > 0) {
+      double fraction = static_cast<double>(v.resync_done_bytes()) / v.resync_total_bytes();
+      absl::StrAppendFormat(&out, "      %s  resync = %.1f%% (%s/%s) %s/s eta %s\n",
+                            ProgressBar(fraction, 20), fraction * 100,
+                            FormatBytes(v.resync_done_bytes()), FormatBytes(v.resync_total_bytes()),
+                            FormatBytes(static_cast<uint64_t>(v.resync_rate_bytes_per_second())),
+                            FormatDuration(v.resync_eta_seconds()));
+    }
+    absl::StrAppendFormat(&out, "      replicated: %d writes, %s; resynced %s; seq sent %d, "
+                          "applied %d, durable %d\n",
+                          v.replicated_writes_total(), FormatBytes(v.replicated_bytes_total()),
+                          FormatBytes(v.resynced_bytes_total()), v.sent_seq(), v.acked_seq(),
+                          v.durable_seq());
+  } else {
+    absl::StrAppendFormat(&out, "      applied: %d writes, %s; resync %s; seq applied %d, "
+                          "durable %d\n",
+                          v.replicated_writes_total(), FormatBytes(v.replicated_bytes_total()),
+                          FormatBytes(v.resynced_bytes_total()), v.applied_seq(), v.durable_seq());
+  }
+  if (!v.last_error().empty()) absl::StrAppend(&out, "      last error: ", v.last_error(), "\n");
+  return out;
+}
+
+int RunStatusCommand(const std::string& admin_socket, const std::string& volume, bool json) {
+  auto channel = grpc::CreateChannel(absl::StrCat("unix:", admin_socket),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = admin::Admin::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  admin::StatusRequest request;
+  request.set_volume(volume);
+  admin::StatusReply reply;
+  grpc::Status status = stub->GetStatus(&context, request, &reply);
+  if (!status.ok()) {
+    if (status.error_code() == grpc::UNAVAILABLE || status.error_code() == grpc::DEADLINE_EXCEEDED) {
+      fprintf(stderr, "replctl: no agent answers on %s (is it running?)\n", admin_socket.c_str());
+    } else {
+      fprintf(stderr, "replctl: %s\n", status.error_message().c_str());
+    }
+    return 1;
+  }
+  if (json) {
+    printf("%s\n", MessageToJson(reply).c_str());
+  } else {
+    for (const admin::VolumeStatus& v : reply.volumes()) printf("%s", FormatVolumeStatus(v).c_str());
+  }
+  return 0;
+}
+
+}  // namespace blockrepl

@@ -1,0 +1,105 @@
+#include "common/admin_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "admin.grpc.pb.h"
+#include "common/status_macros.h"
+
+namespace blockrepl {
+namespace {
+
+class AdminService final : public admin::Admin::Service {
+ public:
+  explicit AdminService(StatusProvider provider) : provider_(std::move(provider)) {}
+
+  grpc::Status GetStatus(grpc::ServerContext*, const admin::StatusRequest* request,
+                         admin::StatusReply* reply) override {
+    for (admin::VolumeStatus& volume : provider_()) {
+      if (!request->volume().empty() && volume.name() != request->volume()) continue;
+      *reply->add_volumes() = std::move(volume);
+    }
+    if (!request->volume().empty() && reply->volumes_size() == 0) {
+      return grpc::Status(grpc::NOT_FOUND, absl::StrCat("no volume named '", request->volume(), "'"));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  const StatusProvider provider_;
+};
+
+class GrpcAdminServer : public AdminServer {
+ public:
+  GrpcAdminServer(std::string path, std::unique_ptr<AdminService> service,
+                  std::unique_ptr<grpc::Server> server)
+      : path_(std::move(path)), service_(std::move(service)), server_(std::move(server)) {}
+  ~GrpcAdminServer() override { Shutdown(); }
+
+  void Shutdown() override {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server_->Wait();
+    server_.reset();
+    unlink(path_.c_str());
+  }
+
+ private:
+  const std::string path_;
+  std::unique_ptr<AdminService> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// True if something accepts connections on the unix socket `path`.
+bool SocketIsLive(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  bool live = connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return live;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& socket_path,
+                                                                StatusProvider provider) {
+  if (socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("admin socket path too long: ", socket_path));
+  }
+  struct stat st;
+  if (lstat(socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("admin socket path ", socket_path, " exists and is not a socket"));
+    }
+    if (SocketIsLive(socket_path)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("admin socket ", socket_path, " is in use by a running agent"));
+    }
+    unlink(socket_path.c_str());  // stale, left by a crash
+  }
+  auto service = std::make_unique<AdminService>(std::move(provider));
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("unix:", socket_path), grpc::InsecureServerCredentials());
+  builder.RegisterService(service.get());
+  // The socket is created inside BuildAndStart: a restrictive umask makes
+  // it 0600 from birth instead of chmod-ing after a window.
+  mode_t old_umask = umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(old_umask);
+  if (server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on admin socket ", socket_path));
+  }
+  chmod(socket_path.c_str(), 0600);
+  return std::unique_ptr<AdminServer>(
+      new GrpcAdminServer(socket_path, std::move(service), std::move(server)));
+}
+
+}  // namespace blockrepl

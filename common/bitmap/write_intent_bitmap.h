@@ -1,0 +1,124 @@
+// WriteIntentBitmap: one bit per chunk meaning "this chunk may differ between
+// primary and secondary", plus in-memory per-chunk state (writes in flight,
+// needs-sync). Semantics follow Linux md's bitmap (see DESIGN.md):
+//   - StartWrite sets the bits and returns only once they are durable in the
+//     BitmapStore; concurrent writers share one flush (group commit); chunks
+//     whose bit is already set cost no bitmap I/O.
+//   - EndWrite drops the in-flight count; a write that did not reach the
+//     secondary's stable storage marks its chunks needs-sync.
+//   - ClearingPass (run by a daemon every daemon_sleep) clears bits of chunks
+//     that stayed idle and clean for a whole period (two passes, as md).
+// Thread-safe. Callers order overlapping writes themselves (RangeLock).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/bitmap/bitmap_store.h"
+
+namespace blockrepl {
+
+// A half-open range of chunk indexes [first, end).
+struct ChunkRange {
+  uint64_t first = 0;
+  uint64_t end = 0;
+  uint64_t count() const { return end - first; }
+  bool empty() const { return end <= first; }
+};
+
+class WriteIntentBitmap {
+ public:
+  struct Counts {
+    uint64_t dirty_chunks = 0;     // in flight or needs-sync: may differ right now
+    uint64_t needs_sync_chunks = 0;
+    uint64_t bits_set = 0;         // includes bits waiting for lazy clearing
+    uint64_t dirty_pages = 0;      // pages holding at least one set bit
+    uint64_t total_pages = 0;
+    uint64_t flushes_total = 0;    // bitmap store writes
+  };
+
+  // `chunk_size` must be a power of two >= 4096 (checked by the caller's
+  // option parsing; asserted here).
+  WriteIntentBitmap(uint64_t volume_size, uint32_t chunk_size, std::unique_ptr<BitmapStore> store);
+
+  uint64_t volume_size() const { return volume_size_; }
+  uint32_t chunk_size() const { return chunk_size_; }
+  uint64_t chunk_count() const { return chunk_count_; }
+  std::string store_description() const { return store_->Description(); }
+
+  // Chunks touched by the byte range; `length` 0 touches none.
+  ChunkRange ChunksFor(uint64_t offset, uint64_t length) const;
+  // The byte range of one chunk (the last chunk may be short).
+  uint64_t ChunkOffset(uint64_t chunk) const { return chunk * chunk_size_; }
+  uint64_t ChunkLength(uint64_t chunk) const;
+
+  // Marks the chunks as being written: count++, bit set. Returns after the
+  // bits are durable. On a bitmap I/O error nothing may be written: the
+  // caller fails the client's request (and must still call EndWrite).
+  absl::Status StartWrite(ChunkRange range);
+  // The write is finished on both sides (`replicated`) or the secondary will
+  // not have it (`!replicated`: the chunks need resync).
+  void EndWrite(ChunkRange range, bool replicated);
+  // Marks chunks as needing resync without a write in flight (full sync,
+  // lost in-flight writes). Persists the bits.
+  absl::Status MarkNeedsSync(ChunkRange range);
+
+  // Resync walk: the first chunk >= `from` that needs sync.
+  std::optional<uint64_t> NextNeedsSync(uint64_t from) const;
+  // Takes one chunk for resync: clears needs-sync and counts the resync as a
+  // write in flight (ended with EndWrite). False if it no longer needs sync.
+  bool TakeForResync(uint64_t chunk);
+
+  // One step of the lazy clearing daemon; writes the pages it changed.
+  absl::Status ClearingPass();
+  // Runs clearing until no clearable bit remains (clean shutdown).
+  absl::Status ClearAllClearable();
+
+  Counts counts() const;
+
+ private:
+  // Per-chunk in-memory state: low bits count writes in flight.
+  static constexpr uint32_t kCountMask = (1u << 28) - 1;
+  static constexpr uint32_t kNeedsSync = 1u << 28;
+  static constexpr uint32_t kClearPending = 1u << 29;
+
+  bool IsDirty(uint32_t state) const { return (state & kCountMask) != 0 || (state & kNeedsSync); }
+  bool BitIsSet(uint64_t chunk) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return (bits_[chunk / 64] >> (chunk % 64)) & 1;
+  }
+  // Sets/clears the on-disk bit and marks its page for the next flush.
+  void SetBit(uint64_t chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearBit(uint64_t chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateState(uint64_t chunk, uint32_t new_state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Group commit: returns once every bit change up to `version` is durable.
+  absl::Status PersistUpTo(uint64_t version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The version the pages of `range` must reach before data may be written.
+  uint64_t RequiredVersion(ChunkRange range) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const uint64_t volume_size_;
+  const uint32_t chunk_size_;
+  const uint64_t chunk_count_;
+  const std::unique_ptr<BitmapStore> store_;  // used by one flusher at a time (flushing_)
+
+  mutable absl::Mutex mu_;
+  std::vector<uint32_t> state_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> bits_ ABSL_GUARDED_BY(mu_);        // the persistent image
+  std::vector<uint32_t> page_bits_set_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> page_dirty_ ABSL_GUARDED_BY(mu_);      // changed since the last flush
+  std::vector<uint64_t> page_version_ ABSL_GUARDED_BY(mu_); // changed_version_ of its last change
+  uint64_t changed_version_ ABSL_GUARDED_BY(mu_) = 0;      // bumps on every bit change
+  uint64_t durable_version_ ABSL_GUARDED_BY(mu_) = 0;
+  bool flushing_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t dirty_chunks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t needs_sync_chunks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t bits_set_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t flushes_total_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace blockrepl

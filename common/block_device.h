@@ -1,0 +1,41 @@
+// BlockDevice: the storage interface every layer above the disk talks to.
+// The NBD frontend sees only this; the replicating volume implements it as a
+// decorator over the local store. Implementations are thread-safe: any
+// method may be called concurrently from many threads (the caller orders
+// overlapping writes when it cares).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace blockrepl {
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  // Size in bytes; constant for the device's lifetime.
+  virtual uint64_t Size() const = 0;
+
+  // Fills `out` from `offset`. The range has been validated by the caller.
+  virtual absl::Status Read(uint64_t offset, absl::Span<char> out) = 0;
+
+  // Writes `data` at `offset`. With `fua`, the data is on stable storage
+  // before this returns.
+  virtual absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) = 0;
+
+  // Makes every write that completed before this call durable.
+  virtual absl::Status Flush() = 0;
+
+  // Discards the range. Afterwards the range reads back as zeroes: the
+  // replica must end up byte-identical, so "maybe zeroes" is not allowed.
+  virtual absl::Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
+
+  // Writes zeroes over the range (may deallocate when `may_trim`).
+  virtual absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
+                                   bool fua) = 0;
+};
+
+}  // namespace blockrepl

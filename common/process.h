@@ -1,0 +1,17 @@
+// Process-level helpers shared by the agents' main() functions: signal
+// handling (block termination signals in every thread, wait for them in
+// main) and allocator tuning. Call BlockTerminationSignals() before starting
+// any thread so no other thread receives them.
+#pragma once
+
+namespace blockrepl {
+
+void BlockTerminationSignals();
+// Returns the signal number (SIGTERM, SIGINT) that asked us to stop.
+int WaitForTerminationSignal();
+// glibc returns gRPC's freed receive buffers to the kernel, so each new one
+// page-faults; keeping them cached doubles large-message throughput
+// (measured, see TOOLING.md).
+void TuneAllocator();
+
+}  // namespace blockrepl

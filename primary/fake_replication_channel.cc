@@ -1,0 +1,94 @@
+#include "primary/fake_replication_channel.h"
+
+namespace blockrepl {
+
+class FakeReplicationChannel::Stream : public ReplicationStream {
+ public:
+  explicit Stream(FakeReplicationChannel* channel) : c_(channel) {}
+
+  bool Send(const replication::PrimaryMessage& message, bool) override {
+    absl::MutexLock lock(&c_->mu_);
+    if (c_->broken_) return false;
+    if (message.has_hello()) {
+      replication::SecondaryMessage reply;
+      *reply.mutable_hello_reply() = c_->hello_reply_;
+      c_->to_primary_.push_back(reply);
+      return true;
+    }
+    for (const auto& op : message.batch().ops()) c_->received_.push_back(op);
+    return true;
+  }
+
+  bool Receive(replication::SecondaryMessage* message) override {
+    absl::MutexLock lock(&c_->mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(c_->mu_) {
+      return c_->broken_ || !c_->to_primary_.empty();
+    };
+    c_->mu_.Await(absl::Condition(&ready));
+    if (c_->to_primary_.empty()) return false;
+    *message = c_->to_primary_.front();
+    c_->to_primary_.pop_front();
+    return true;
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&c_->mu_);
+    c_->broken_ = true;
+  }
+  std::string FinishReason() override { return "fake stream ended"; }
+
+ private:
+  FakeReplicationChannel* c_;
+};
+
+absl::StatusOr<std::unique_ptr<ReplicationStream>> FakeReplicationChannel::Open(
+    absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  if (!reachable_) return absl::UnavailableError("fake secondary unreachable");
+  broken_ = false;
+  received_.clear();
+  to_primary_.clear();
+  ++streams_;
+  return std::unique_ptr<ReplicationStream>(new Stream(this));
+}
+
+void FakeReplicationChannel::SetHelloReply(replication::HelloReply reply) {
+  absl::MutexLock lock(&mu_);
+  hello_reply_ = std::move(reply);
+}
+
+void FakeReplicationChannel::SetReachable(bool reachable) {
+  absl::MutexLock lock(&mu_);
+  reachable_ = reachable;
+}
+
+std::vector<replication::Op> FakeReplicationChannel::ReceivedOps() {
+  absl::MutexLock lock(&mu_);
+  return received_;
+}
+
+bool FakeReplicationChannel::WaitForOps(size_t n, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return received_.size() >= n; };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
+void FakeReplicationChannel::Ack(uint64_t applied, uint64_t durable) {
+  absl::MutexLock lock(&mu_);
+  replication::SecondaryMessage m;
+  m.mutable_ack()->set_applied_seq(applied);
+  m.mutable_ack()->set_durable_seq(durable);
+  to_primary_.push_back(m);
+}
+
+void FakeReplicationChannel::Break() {
+  absl::MutexLock lock(&mu_);
+  broken_ = true;
+}
+
+int FakeReplicationChannel::streams_opened() {
+  absl::MutexLock lock(&mu_);
+  return streams_;
+}
+
+}  // namespace blockrepl

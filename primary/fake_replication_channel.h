@@ -1,0 +1,46 @@
+// In-process ReplicationChannel for tests: the test plays the secondary.
+// It answers the handshake automatically (configurable), records every op
+// the primary sends, and lets the test inject acks or break the stream.
+// Thread-safe.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "primary/replication_channel.h"
+
+namespace blockrepl {
+
+class FakeReplicationChannel : public ReplicationChannel {
+ public:
+  absl::StatusOr<std::unique_ptr<ReplicationStream>> Open(absl::Duration timeout) override;
+  std::string peer() const override { return "fake-secondary"; }
+
+  // Handshake answer for the next streams.
+  void SetHelloReply(replication::HelloReply reply);
+  void SetReachable(bool reachable);
+  // Ops received on the live stream, in order.
+  std::vector<replication::Op> ReceivedOps();
+  // Waits until at least `n` ops were received.
+  bool WaitForOps(size_t n, absl::Duration timeout);
+  void Ack(uint64_t applied, uint64_t durable);
+  // Breaks the live stream as a dying secondary would.
+  void Break();
+  int streams_opened();
+
+ private:
+  class Stream;
+  absl::Mutex mu_;
+  bool reachable_ ABSL_GUARDED_BY(mu_) = true;
+  replication::HelloReply hello_reply_ ABSL_GUARDED_BY(mu_);
+  std::vector<replication::Op> received_ ABSL_GUARDED_BY(mu_);
+  std::deque<replication::SecondaryMessage> to_primary_ ABSL_GUARDED_BY(mu_);
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool handshake_done_ ABSL_GUARDED_BY(mu_) = false;
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace blockrepl

@@ -1,0 +1,155 @@
+// repl-primary: serves a local store over NBD and replicates every write to
+// a secondary agent. Flags and wiring only; the logic lives in
+// PrimaryVolume (replication) and nbd::NbdServer (protocol).
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "common/admin_server.h"
+#include "common/cli_flags.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/units.h"
+#include "primary/nbd/nbd_server.h"
+#include "primary/primary_volume.h"
+
+namespace blockrepl {
+namespace {
+
+// --bitmap=FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]] (mdadm's spelling). In this
+// version the bitmap lives in memory: FILE must be "memory" (or empty).
+absl::Status ParseBitmapSpec(const std::string& spec, PrimaryVolumeOptions* o) {
+  std::vector<std::string> parts = absl::StrSplit(spec, ',');
+  if (parts.size() > 3) return absl::InvalidArgumentError("--bitmap takes FILE[,CHUNK[,SLEEP]]");
+  if (!parts[0].empty() && parts[0] != "memory") {
+    return absl::UnimplementedError(absl::StrCat(
+        "--bitmap=", parts[0], ": persistent bitmap files are not supported by this version; "
+        "use --bitmap=memory[,CHUNK[,SLEEP]]"));
+  }
+  if (parts.size() >= 2 && !parts[1].empty()) {
+    auto chunk = ParseSize(parts[1]);
+    if (!chunk.ok()) return chunk.status();
+    if (*chunk < 4096 || (*chunk & (*chunk - 1)) != 0 || *chunk > (1ull << 30)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bitmap chunk size ", parts[1], " must be a power of two between 4K and 1G"));
+    }
+    o->chunk_size = static_cast<uint32_t>(*chunk);
+  }
+  if (parts.size() == 3 && !parts[2].empty()) {
+    double seconds = 0;
+    if (!absl::SimpleAtod(parts[2], &seconds) || seconds <= 0 || seconds > 3600) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bitmap daemon sleep '", parts[2], "' must be seconds in (0, 3600]"));
+    }
+    o->daemon_sleep = absl::Seconds(seconds);
+  }
+  return absl::OkStatus();
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"repl-primary: serve a volume over NBD and replicate it to a secondary"};
+  PrimaryVolumeOptions o;
+  std::string nbd_listen, nbd_socket, admin_socket, bitmap_spec = "memory", size, max_bytes = "64M";
+  uint64_t async_window = 512;
+  app.add_option("--volume", o.volume, "volume name (also the NBD export name)")->required();
+  app.add_option("--store", o.store_path, "local store: a file or block device")->required();
+  app.add_option("--secondary", o.secondary, "secondary agent HOST:PORT")->required();
+  auto* tcp = app.add_option("--nbd-listen", nbd_listen, "serve NBD on HOST:PORT");
+  auto* unix_opt = app.add_option("--nbd-socket", nbd_socket, "serve NBD on a unix socket");
+  tcp->excludes(unix_opt);
+  app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
+  app.add_option("--bitmap", bitmap_spec, "write-intent bitmap: memory[,CHUNK_BYTES[,DAEMON_SLEEP_S]]")
+      ->capture_default_str();
+  auto* async_opt = app.add_option("--async", async_window, "max writes in flight to the secondary")
+                        ->check(CLI::Range(1, 1 << 20))
+                        ->capture_default_str();
+  app.add_flag("--sync", o.sync, "reply to clients only after the secondary has the write")
+      ->excludes(async_opt);
+  app.add_option("--max-inflight-bytes", max_bytes, "max bytes in flight to the secondary")
+      ->check(SizeValidator())
+      ->capture_default_str();
+  app.add_option("--max-epoch-writes", o.max_epoch_writes,
+                 "writes per epoch before an automatic barrier")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--size", size, "create the store with this size if it does not exist")
+      ->check(SizeValidator());
+  app.add_flag("--assume-clean", o.assume_clean,
+               "a brand-new secondary already holds the same data: skip the initial full sync");
+  if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
+  if (nbd_listen.empty() == nbd_socket.empty()) {
+    fprintf(stderr, "repl-primary: exactly one of --nbd-listen or --nbd-socket is required\n");
+    return 2;
+  }
+  if (absl::Status s = ParseBitmapSpec(bitmap_spec, &o); !s.ok()) {
+    fprintf(stderr, "repl-primary: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  o.max_inflight_writes = async_window;
+  o.max_inflight_bytes = SizeOrDie(max_bytes);
+  o.create_size = SizeOrDie(size);
+  if (o.max_inflight_bytes == 0) {
+    fprintf(stderr, "repl-primary: --max-inflight-bytes must be > 0\n");
+    return 2;
+  }
+
+  SetLogProgramName("repl-primary");
+  BlockTerminationSignals();
+  TuneAllocator();
+  auto volume_or = PrimaryVolume::Create(o);
+  if (!volume_or.ok()) {
+    LogError(volume_or.status().message());
+    return 1;
+  }
+  std::unique_ptr<PrimaryVolume> volume = std::move(volume_or).value();
+
+  auto admin = AdminServer::Start(admin_socket, [&] {
+    return std::vector<admin::VolumeStatus>{volume->Status()};
+  });
+  if (!admin.ok()) {
+    LogError(admin.status().message());
+    return 1;
+  }
+  volume->Start();
+
+  nbd::ServerOptions nbd_options;
+  nbd_options.tcp_listen = nbd_listen;
+  nbd_options.unix_socket = nbd_socket;
+  nbd::Export exp;
+  exp.name = o.volume;
+  exp.description = absl::StrCat("blockrepl volume ", o.volume, " replicated to ", o.secondary);
+  exp.device = volume->device();
+  exp.preferred_block_size = 4096;
+  auto server = nbd::NbdServer::Start(nbd_options, {exp});
+  if (!server.ok()) {
+    LogError(server.status().message());
+    (*admin)->Shutdown();
+    volume->Shutdown();
+    return 1;
+  }
+  const std::string address = (*server)->address();
+  LogInfo("volume '", o.volume, "' (", FormatBytes(volume->device()->Size()), ") from ",
+          o.store_path, " replicating to ", o.secondary, " (",
+          o.sync ? std::string("sync") : absl::StrCat("async, window ", o.max_inflight_writes,
+                                                     " writes / ", FormatBytes(o.max_inflight_bytes)),
+          "); NBD on ",
+          nbd_socket.empty() ? absl::StrCat("nbd://", address, "/", o.volume)
+                             : absl::StrCat("nbd+unix:///", o.volume, "?socket=", address));
+
+  int sig = WaitForTerminationSignal();
+  LogInfo("signal ", sig, ": stopping");
+  (*server)->Stop();  // finishes requests in flight
+  volume->Shutdown();
+  (*admin)->Shutdown();
+  LogInfo("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+}  // namespace blockrepl
+
+int main(int argc, char** argv) { return blockrepl::Run(argc, argv); }

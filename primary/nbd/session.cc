@@ -1,0 +1,243 @@
+#include "primary/nbd/session.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "primary/nbd/handshake.h"
+#include "primary/nbd/nbd_wire.h"
+#include "primary/nbd/socket_io.h"
+
+namespace blockrepl::nbd {
+namespace {
+
+bool HasPayload(uint16_t type) { return type == kCmdWrite; }
+bool UsesBuffer(uint16_t type) { return type == kCmdRead || type == kCmdWrite; }
+
+}  // namespace
+
+Session::Session(int fd, std::string peer, absl::Span<const Export> exports,
+                 const ServerOptions& options, WorkerPool* pool, Stats* stats)
+    : fd_(fd),
+      peer_(std::move(peer)),
+      exports_(exports),
+      options_(options),
+      pool_(pool),
+      stats_(stats) {}
+
+Session::~Session() {
+  absl::MutexLock lock(&mu_);
+  if (!closed_) close(fd_);
+}
+
+void Session::Shutdown() {
+  stop_requested_.store(true, std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  if (!closed_) shutdown(fd_, SHUT_RDWR);
+}
+
+void Session::Log(std::string_view message) { LogConnection(peer_, message); }
+
+void Session::Run() {
+  absl::StatusOr<const Export*> chosen = NegotiateExport(fd_, exports_, options_.max_payload);
+  if (!chosen.ok()) {
+    if (!stop_requested_.load(std::memory_order_relaxed)) {
+      stats_->handshake_failures.fetch_add(1, std::memory_order_relaxed);
+      Log(absl::StrCat("handshake: ", chosen.status().message(), ", closing"));
+    }
+  } else if (*chosen != nullptr) {
+    Transmission(**chosen);
+  }
+
+  // Replies of requests still in flight need the socket: close it only
+  // after the last one, and under mu_ so Shutdown() never hits a reused fd.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->in_flight_ == 0; },
+      this));
+  close(fd_);
+  closed_ = true;
+  done_.store(true, std::memory_order_release);
+}
+
+void Session::Transmission(const Export& e) {
+  while (true) {
+    char header[kRequestHeaderSize];
+    absl::Status s = ReadFull(fd_, absl::MakeSpan(header));
+    if (!s.ok()) {
+      // EOF without DISC is how many clients leave; Stop() is ours.
+      if (!IsCleanEof(s) && !stop_requested_.load(std::memory_order_relaxed)) {
+        Log(absl::StrCat("reading request: ", s.message(), ", closing"));
+      }
+      return;
+    }
+    uint32_t magic = GetU32(header);
+    if (magic != kRequestMagic) {
+      Log(absl::StrCat("bad request magic 0x", absl::Hex(magic), ", closing"));
+      return;
+    }
+    auto req = std::make_shared<Request>();
+    req->flags = GetU16(header + 4);
+    req->type = GetU16(header + 6);
+    req->cookie = GetU64(header + 8);
+    req->offset = GetU64(header + 16);
+    req->length = GetU32(header + 24);
+    if (req->type < kNumStatsCommands) {
+      stats_->requests[req->type].fetch_add(1, std::memory_order_relaxed);
+    }
+    if (req->type == kCmdDisc) return;  // Run() waits for in-flight replies
+
+    uint32_t error = Validate(e, *req);
+    if (error != 0 && HasPayload(req->type)) {
+      // The payload follows the header whatever we think of it: consume it
+      // in bounded pieces to stay in sync, never buffer it.
+      s = Discard(fd_, req->length);
+      if (!s.ok()) {
+        Log(absl::StrCat("discarding refused write payload: ", s.message(), ", closing"));
+        return;
+      }
+    }
+    if (error != 0 || (UsesBuffer(req->type) && req->length == 0)) {
+      if (error != 0 && req->type < kNumStatsCommands) {
+        stats_->errors[req->type].fetch_add(1, std::memory_order_relaxed);
+      }
+      SendReply(req->cookie, error, {});
+      continue;
+    }
+
+    uint64_t buffered = UsesBuffer(req->type) ? req->length : 0;
+    if (!Admit(buffered)) return;
+    if (buffered > 0) req->data.reset(new char[buffered]);  // uninitialised on purpose
+    if (HasPayload(req->type)) {
+      s = ReadFull(fd_, absl::Span<char>(req->data.get(), req->length));
+      if (!s.ok()) {
+        Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
+        absl::MutexLock lock(&mu_);
+        --in_flight_;
+        buffered_bytes_ -= buffered;
+        return;
+      }
+    }
+    pool_->Submit([this, &e, req] { Execute(e, *req); });
+  }
+}
+
+uint32_t Session::Validate(const Export& e, const Request& r) const {
+  uint16_t allowed_flags = kCmdFlagFua;  // FUA is accepted on every command, per spec
+  switch (r.type) {
+    case kCmdRead:
+    case kCmdWrite:
+    case kCmdFlush:
+    case kCmdTrim:
+      break;
+    case kCmdWriteZeroes:
+      allowed_flags |= kCmdFlagNoHole | kCmdFlagFastZero;
+      break;
+    default:
+      return kErrInval;  // CACHE, BLOCK_STATUS (not advertised) and unknown types
+  }
+  if ((r.flags & ~allowed_flags) != 0) return kErrInval;
+  if (UsesBuffer(r.type) && r.length > options_.max_payload) return kErrInval;
+  if (r.type == kCmdFlush) return 0;  // offset and length are meaningless
+  uint64_t size = e.device->Size();
+  uint64_t end = r.offset + r.length;
+  if (end < r.offset || end > size) {
+    return (r.type == kCmdWrite || r.type == kCmdWriteZeroes) ? kErrNoSpc : kErrInval;
+  }
+  return 0;
+}
+
+bool Session::Admit(uint64_t buffered_bytes) {
+  struct Args {
+    Session* s;
+    uint64_t need;
+  } args{this, buffered_bytes};
+  absl::MutexLock lock(&mu_);
+  // One request bigger than the byte budget may still run alone.
+  mu_.Await(absl::Condition(
+      +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        Session* s = a->s;
+        if (s->stopping_) return true;
+        if (s->in_flight_ >= s->options_.max_requests_per_connection) return false;
+        return s->buffered_bytes_ == 0 ||
+               s->buffered_bytes_ + a->need <= s->options_.max_buffered_bytes_per_connection;
+      },
+      &args));
+  if (stopping_) return false;
+  ++in_flight_;
+  buffered_bytes_ += buffered_bytes;
+  return true;
+}
+
+void Session::Execute(const Export& e, Request& r) {
+  BlockDevice* dev = e.device;
+  bool fua = (r.flags & kCmdFlagFua) != 0;
+  absl::Status status;
+  switch (r.type) {
+    case kCmdRead:
+      status = dev->Read(r.offset, absl::Span<char>(r.data.get(), r.length));
+      break;
+    case kCmdWrite:
+      status = dev->Write(r.offset, absl::Span<const char>(r.data.get(), r.length), fua);
+      break;
+    case kCmdFlush:
+      status = dev->Flush();
+      break;
+    case kCmdTrim:
+      status = dev->Trim(r.offset, r.length, fua);
+      break;
+    case kCmdWriteZeroes:
+      status = dev->WriteZeroes(r.offset, r.length, (r.flags & kCmdFlagNoHole) == 0, fua);
+      break;
+  }
+  uint32_t error = NbdErrorFromStatus(status);
+  if (error != 0) {
+    stats_->errors[r.type].fetch_add(1, std::memory_order_relaxed);
+    // One line per connection, not per request: a failing disk fails a lot.
+    if (!logged_device_error_.exchange(true)) {
+      Log(absl::StrCat("device error (further ones on this connection not logged): ",
+                       status.ToString()));
+    }
+  } else if (r.type == kCmdRead) {
+    stats_->bytes_read.fetch_add(r.length, std::memory_order_relaxed);
+  } else if (r.type == kCmdWrite) {
+    stats_->bytes_written.fetch_add(r.length, std::memory_order_relaxed);
+  }
+  // With simple replies a failed READ carries no data; the buffer was read
+  // in full before replying, so the error is always expressible.
+  absl::Span<const char> data;
+  if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(r.data.get(), r.length);
+  SendReply(r.cookie, error, data);
+
+  r.data.reset();  // release the memory before admitting more
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+  buffered_bytes_ -= UsesBuffer(r.type) ? r.length : 0;
+}
+
+void Session::SendReply(uint64_t cookie, uint32_t error, absl::Span<const char> data) {
+  char header[kSimpleReplySize];
+  PutU32(header, kSimpleReplyMagic);
+  PutU32(header + 4, error);
+  PutU64(header + 8, cookie);
+  struct iovec iov[2] = {{header, sizeof(header)},
+                         {const_cast<char*>(data.data()), data.size()}};
+  absl::MutexLock lock(&write_mu_);
+  if (broken_) return;
+  absl::Status s = WriteFullv(fd_, iov, data.empty() ? 1 : 2);
+  if (!s.ok()) {
+    broken_ = true;
+    if (!stop_requested_.load(std::memory_order_relaxed)) {
+      Log(absl::StrCat("sending reply: ", s.message(), ", closing"));
+    }
+    // Wake the reader: nothing more can be answered on this connection.
+    // fd_ is still open: Run() closes it only after in_flight_ drops to 0.
+    shutdown(fd_, SHUT_RDWR);
+  }
+}
+
+}  // namespace blockrepl::nbd

@@ -1,0 +1,89 @@
+// One NBD client connection: handshake, then the transmission loop
+// (recv -> validate -> device call on the shared worker pool -> reply).
+// Run() owns the socket's read side and is called once, on the session's
+// own thread; requests execute concurrently on the pool and reply out of
+// order under write_mu_. Shutdown() may be called from any thread and makes
+// Run() return once the requests already in flight have finished.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "primary/nbd/nbd_options.h"
+#include "primary/nbd/worker_pool.h"
+
+namespace blockrepl::nbd {
+
+class Session {
+ public:
+  // Takes ownership of the connected socket `fd`. `exports`, `options`,
+  // `pool` and `stats` must outlive the session.
+  Session(int fd, std::string peer, absl::Span<const Export> exports,
+          const ServerOptions& options, WorkerPool* pool, Stats* stats);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Handshake and transmission until DISC, EOF, a fatal protocol error or
+  // Shutdown(); waits for in-flight requests, then closes the socket.
+  void Run();
+
+  // Unblocks Run(): shuts the socket down both ways. Idempotent.
+  void Shutdown();
+
+  // True once Run() has returned (the thread may be joined without waiting).
+  bool done() const { return done_.load(std::memory_order_acquire); }
+
+ private:
+  struct Request {
+    uint16_t flags = 0;
+    uint16_t type = 0;
+    uint64_t cookie = 0;
+    uint64_t offset = 0;
+    uint32_t length = 0;
+    std::unique_ptr<char[]> data;  // READ result or WRITE payload
+  };
+
+  void Transmission(const Export& e);
+  // NBD error (0 if valid) for a request's type, flags and range.
+  uint32_t Validate(const Export& e, const Request& r) const;
+  // Blocks until the request fits under the per-connection limits and then
+  // accounts for it. False if the session is shutting down.
+  bool Admit(uint64_t buffered_bytes);
+  void Execute(const Export& e, Request& r);
+  // Sends a simple reply; `data` only for a successful READ.
+  void SendReply(uint64_t cookie, uint32_t error, absl::Span<const char> data);
+  void Log(std::string_view message);
+
+  // Constant after construction.
+  const int fd_;
+  const std::string peer_;
+  const absl::Span<const Export> exports_;
+  const ServerOptions& options_;
+  WorkerPool* const pool_;
+  Stats* const stats_;
+
+  std::atomic<bool> done_{false};
+  std::atomic<bool> logged_device_error_{false};
+  // Mirrors stopping_ for the logging decisions that must not take mu_.
+  std::atomic<bool> stop_requested_{false};
+
+  // Serialises replies so header and data stay together on the wire.
+  absl::Mutex write_mu_;  // never held together with mu_
+  bool broken_ ABSL_GUARDED_BY(write_mu_) = false;  // a send failed; skip the rest
+
+  // State below is protected by mu_.
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // fd_ closed: Shutdown() must not touch it
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t buffered_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace blockrepl::nbd

@@ -1,0 +1,341 @@
+// Transmission phase against a real NbdServer: request validation, the
+// device calls it makes, error mapping, concurrency and backpressure.
+#include "primary/nbd/session.h"
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "common/mem_block_device.h"
+#include "gtest/gtest.h"
+#include "primary/nbd/nbd_server.h"
+#include "primary/nbd/nbd_wire.h"
+#include "primary/nbd/test_client.h"
+
+namespace blockrepl::nbd {
+namespace {
+
+constexpr uint64_t kDevSize = 1 << 20;
+
+// A MemBlockDevice whose Writes can be held until their offset is released,
+// and whose Read/Write/Flush can be made to fail with a chosen status.
+class GatedDevice : public MemBlockDevice {
+ public:
+  GatedDevice() : MemBlockDevice(kDevSize) {}
+
+  absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++writing_;
+      max_writing_ = std::max(max_writing_, writing_);
+      auto released = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return !gated_ || released_.count(offset) > 0;
+      };
+      mu_.Await(absl::Condition(&released));
+      --writing_;
+      if (!fail_.ok()) return fail_;
+    }
+    return MemBlockDevice::Write(offset, data, fua);
+  }
+  absl::Status Read(uint64_t offset, absl::Span<char> out) override {
+    if (absl::Status s = failure(); !s.ok()) return s;
+    return MemBlockDevice::Read(offset, out);
+  }
+  absl::Status Flush() override {
+    if (absl::Status s = failure(); !s.ok()) return s;
+    return MemBlockDevice::Flush();
+  }
+
+  void Gate() {
+    absl::MutexLock lock(&mu_);
+    gated_ = true;
+  }
+  void Release(uint64_t offset) {
+    absl::MutexLock lock(&mu_);
+    released_.insert(offset);
+  }
+  void ReleaseAll() {
+    absl::MutexLock lock(&mu_);
+    gated_ = false;
+  }
+  void Fail(absl::Status s) {
+    absl::MutexLock lock(&mu_);
+    fail_ = std::move(s);
+  }
+  // Waits (at most 5 s) until `n` writes are inside the device at once.
+  bool WaitForWriters(int n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return writing_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+  }
+  int max_writing() {
+    absl::MutexLock lock(&mu_);
+    return max_writing_;
+  }
+
+ private:
+  absl::Status failure() {
+    absl::MutexLock lock(&mu_);
+    return fail_;
+  }
+
+  absl::Mutex mu_;
+  bool gated_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<uint64_t> released_ ABSL_GUARDED_BY(mu_);
+  int writing_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_writing_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status fail_ ABSL_GUARDED_BY(mu_);
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions options = {}) {
+    options.tcp_listen = "127.0.0.1:0";
+    if (options.worker_threads == ServerOptions().worker_threads) options.worker_threads = 32;
+    auto server = NbdServer::Start(options, {{"vol", "", &dev_}});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    auto c = TestClient::Connect(server_->address());
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = std::make_unique<TestClient>(std::move(*c));
+    auto go = client_->Handshake("vol");
+    ASSERT_TRUE(go.ok()) << go.status();
+  }
+  void SetUp() override { StartServer(); }
+
+  uint32_t Write(uint64_t offset, const std::string& data, uint16_t flags = 0) {
+    auto e = client_->Write(offset, data, flags);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *e : 0xffffffff;
+  }
+  uint32_t Read(uint64_t offset, uint32_t length, std::string* out) {
+    auto e = client_->Read(offset, length, out);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *e : 0xffffffff;
+  }
+  uint32_t Command(uint16_t type, uint16_t flags, uint64_t offset, uint32_t length) {
+    auto e = client_->Command(type, flags, offset, length);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *e : 0xffffffff;
+  }
+
+  GatedDevice dev_;
+  std::unique_ptr<NbdServer> server_;
+  std::unique_ptr<TestClient> client_;
+};
+
+// Tests that restart the server with other options first drop the default one.
+class SessionLimitsTest : public SessionTest {
+ protected:
+  void SetUp() override {}
+};
+
+TEST_F(SessionTest, WriteThenReadReturnsTheData) {
+  std::string data(8192, 'a');
+  data[100] = 'b';
+  EXPECT_EQ(Write(4096, data), 0u);
+  std::string back;
+  EXPECT_EQ(Read(4096, 8192, &back), 0u);
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(dev_.Contents().substr(4096, 8192), data);
+  EXPECT_EQ(server_->stats().bytes_written.load(), 8192u);
+  EXPECT_EQ(server_->stats().bytes_read.load(), 8192u);
+  EXPECT_EQ(server_->stats().requests[kCmdWrite].load(), 1u);
+  EXPECT_EQ(server_->stats().requests[kCmdRead].load(), 1u);
+}
+
+TEST_F(SessionTest, UnalignedByteRangesWork) {
+  EXPECT_EQ(Write(kDevSize - 3, "xyz"), 0u);
+  std::string back;
+  EXPECT_EQ(Read(kDevSize - 5, 5, &back), 0u);
+  EXPECT_EQ(back, std::string("\0\0xyz", 5));
+}
+
+TEST_F(SessionTest, FuaReachesTheDevice) {
+  EXPECT_EQ(Write(0, "abc", kCmdFlagFua), 0u);
+  EXPECT_EQ(dev_.fua_count(), 1u);
+  EXPECT_EQ(Command(kCmdWriteZeroes, kCmdFlagFua | kCmdFlagNoHole, 0, 512), 0u);
+  EXPECT_EQ(dev_.fua_count(), 2u);
+}
+
+TEST_F(SessionTest, FlushTrimAndWriteZeroesReachTheDevice) {
+  ASSERT_EQ(Write(0, std::string(65536, 'q')), 0u);
+  EXPECT_EQ(Command(kCmdFlush, 0, 0, 0), 0u);
+  EXPECT_EQ(dev_.flush_count(), 1u);
+  EXPECT_EQ(Command(kCmdTrim, 0, 0, 4096), 0u);
+  EXPECT_EQ(Command(kCmdWriteZeroes, 0, 8192, 8192), 0u);
+  std::string contents = dev_.Contents();
+  EXPECT_EQ(contents.substr(0, 4096), std::string(4096, '\0'));
+  EXPECT_EQ(contents.substr(4096, 4096), std::string(4096, 'q'));
+  EXPECT_EQ(contents.substr(8192, 8192), std::string(8192, '\0'));
+  EXPECT_EQ(contents.substr(16384, 4096), std::string(4096, 'q'));
+}
+
+TEST_F(SessionTest, ZeroLengthReadAndWriteSucceed) {
+  std::string back;
+  EXPECT_EQ(Read(0, 0, &back), 0u);
+  EXPECT_EQ(Write(kDevSize, ""), 0u);
+}
+
+TEST_F(SessionTest, OutOfRangeWritesAreEnospcAndReadsAreEinval) {
+  EXPECT_EQ(Write(kDevSize - 1, "ab"), kErrNoSpc);
+  EXPECT_EQ(Command(kCmdWriteZeroes, 0, kDevSize, 1), kErrNoSpc);
+  std::string back;
+  EXPECT_EQ(Read(kDevSize - 1, 2, &back), kErrInval);
+  EXPECT_EQ(Command(kCmdTrim, 0, kDevSize, 4096), kErrInval);
+  // offset + length wraps around 2^64.
+  EXPECT_EQ(Read(~0ull - 10, 4096, &back), kErrInval);
+  EXPECT_EQ(Write(~0ull - 10, std::string(4096, 'w')), kErrNoSpc);
+  EXPECT_EQ(server_->stats().errors[kCmdWrite].load(), 2u);
+  // The connection is still fine.
+  EXPECT_EQ(Write(0, "ok"), 0u);
+}
+
+TEST_F(SessionTest, UnknownOrMisplacedFlagsAreEinval) {
+  EXPECT_EQ(Write(0, "abc", 0x8000), kErrInval);
+  EXPECT_EQ(Write(0, "abc", kCmdFlagNoHole), kErrInval);  // only for WRITE_ZEROES
+  EXPECT_EQ(Command(kCmdRead, kCmdFlagDf, 0, 512), kErrInval);
+  EXPECT_EQ(Command(kCmdTrim, kCmdFlagFastZero, 0, 512), kErrInval);
+  EXPECT_EQ(Command(kCmdWriteZeroes, kCmdFlagFastZero, 0, 512), 0u);
+  EXPECT_EQ(Command(kCmdFlush, kCmdFlagFua, 0, 0), 0u);  // FUA is allowed everywhere
+  EXPECT_EQ(dev_.Contents().substr(0, 3), std::string(3, '\0'));
+}
+
+TEST_F(SessionTest, UnadvertisedAndUnknownCommandsAreEinval) {
+  EXPECT_EQ(Command(kCmdCache, 0, 0, 512), kErrInval);
+  EXPECT_EQ(Command(kCmdBlockStatus, 0, 0, 512), kErrInval);
+  EXPECT_EQ(Command(42, 0, 0, 512), kErrInval);
+  EXPECT_EQ(server_->stats().errors[kCmdCache].load(), 1u);
+  EXPECT_EQ(Command(kCmdFlush, 0, 0, 0), 0u);
+}
+
+TEST_F(SessionTest, DeviceErrorsAreMappedToWireErrors) {
+  struct Case {
+    absl::Status status;
+    uint32_t nbd;
+  } cases[] = {
+      {absl::ResourceExhaustedError("full"), kErrNoSpc},
+      {absl::InvalidArgumentError("bad"), kErrInval},
+      {absl::OutOfRangeError("far"), kErrInval},
+      {absl::UnimplementedError("no"), kErrNotSup},
+      {absl::PermissionDeniedError("ro"), kErrPerm},
+      {absl::UnavailableError("replica gone"), kErrIo},
+      {absl::InternalError("disk"), kErrIo},
+  };
+  for (const Case& c : cases) {
+    dev_.Fail(c.status);
+    EXPECT_EQ(Write(0, "abc"), c.nbd) << c.status;
+    EXPECT_EQ(Command(kCmdFlush, 0, 0, 0), c.nbd) << c.status;
+    std::string back;
+    EXPECT_EQ(Read(0, 4096, &back), c.nbd) << c.status;  // error reply, no data follows
+  }
+  dev_.Fail(absl::OkStatus());
+  std::string back;
+  EXPECT_EQ(Read(0, 3, &back), 0u);
+}
+
+TEST_F(SessionTest, BadRequestMagicClosesTheConnection) {
+  ASSERT_TRUE(client_->SendRaw(std::string(28, '\x55')).ok());
+  EXPECT_TRUE(client_->WaitForClose());
+}
+
+TEST_F(SessionTest, DiscWaitsForInFlightRepliesThenCloses) {
+  dev_.Gate();
+  ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, 7, 0, 4, "abcd").ok());
+  ASSERT_TRUE(dev_.WaitForWriters(1));
+  ASSERT_TRUE(client_->SendRequest(kCmdDisc, 0, 8, 0, 0).ok());
+  dev_.ReleaseAll();
+  auto reply = client_->ReadReply();
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->cookie, 7u);
+  EXPECT_EQ(reply->error, 0u);
+  EXPECT_TRUE(client_->WaitForClose());
+  EXPECT_EQ(dev_.Contents().substr(0, 4), "abcd");
+}
+
+TEST_F(SessionTest, ConcurrentRequestsCompleteOutOfOrder) {
+  constexpr int kRequests = 16;
+  dev_.Gate();
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, i, i * 4096, 4096, std::string(4096, 'a' + i))
+                    .ok());
+  }
+  ASSERT_TRUE(dev_.WaitForWriters(kRequests));  // all of them inside the device at once
+  for (int i = kRequests - 1; i >= 0; --i) {
+    dev_.Release(i * 4096);
+    auto reply = client_->ReadReply();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->cookie, static_cast<uint64_t>(i));
+    EXPECT_EQ(reply->error, 0u);
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    EXPECT_EQ(dev_.Contents()[i * 4096], 'a' + i);
+  }
+}
+
+TEST_F(SessionLimitsTest, OversizedWriteIsRefusedWithoutBufferingAndTheConnectionStaysUsable) {
+  ServerOptions options;
+  options.max_payload = 4096;
+  StartServer(options);
+  EXPECT_EQ(Write(0, std::string(1 << 20, 'x')), kErrInval);  // 256x the cap, consumed
+  EXPECT_EQ(dev_.Contents().substr(0, 1), std::string(1, '\0'));
+  std::string back;
+  EXPECT_EQ(Read(0, 8192, &back), kErrInval);
+  EXPECT_EQ(Write(0, std::string(4096, 'y')), 0u);
+  EXPECT_EQ(Read(0, 4096, &back), 0u);
+  EXPECT_EQ(back, std::string(4096, 'y'));
+  EXPECT_EQ(Command(kCmdTrim, 0, 0, 65536), 0u);  // no payload: the cap does not apply
+}
+
+TEST_F(SessionLimitsTest, ReaderStopsAtTheInFlightLimit) {
+  ServerOptions options;
+  options.max_requests_per_connection = 4;
+  StartServer(options);
+  dev_.Gate();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, i, i * 512, 512, std::string(512, 'z')).ok());
+  }
+  ASSERT_TRUE(dev_.WaitForWriters(4));
+  dev_.ReleaseAll();
+  std::set<uint64_t> cookies;
+  for (int i = 0; i < 10; ++i) {
+    auto reply = client_->ReadReply();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    cookies.insert(reply->cookie);
+  }
+  EXPECT_EQ(cookies.size(), 10u);
+  EXPECT_EQ(dev_.max_writing(), 4);
+}
+
+TEST_F(SessionLimitsTest, ReaderStopsAtTheBufferedBytesLimit) {
+  ServerOptions options;
+  options.max_buffered_bytes_per_connection = 8192;
+  StartServer(options);
+  dev_.Gate();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(
+        client_->SendRequest(kCmdWrite, 0, i, i * 4096, 4096, std::string(4096, 'z')).ok());
+  }
+  ASSERT_TRUE(dev_.WaitForWriters(2));
+  dev_.ReleaseAll();
+  for (int i = 0; i < 6; ++i) {
+    auto reply = client_->ReadReply();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->error, 0u);
+  }
+  EXPECT_EQ(dev_.max_writing(), 2);
+}
+
+TEST(NbdErrorFromStatusTest, UsesWireValuesNotHostErrno) {
+  EXPECT_EQ(NbdErrorFromStatus(absl::OkStatus()), 0u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::ResourceExhaustedError("")), 28u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::InvalidArgumentError("")), 22u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::OutOfRangeError("")), 22u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::UnimplementedError("")), 95u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::PermissionDeniedError("")), 1u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::DataLossError("")), 5u);
+}
+
+}  // namespace
+}  // namespace blockrepl::nbd

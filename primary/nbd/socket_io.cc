@@ -1,0 +1,118 @@
+#include "primary/nbd/socket_io.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace blockrepl::nbd {
+namespace {
+
+constexpr char kEofMessage[] = "eof";
+constexpr size_t kDiscardChunk = 64 * 1024;
+
+}  // namespace
+
+absl::Status ReadFull(int fd, absl::Span<char> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = recv(fd, out.data() + done, out.size() - done, 0);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      if (done == 0) return absl::UnavailableError(kEofMessage);
+      return absl::DataLossError(
+          absl::StrCat("connection closed after ", done, " of ", out.size(), " bytes"));
+    }
+    if (errno == EINTR) continue;
+    return PosixError("recv");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Discard(int fd, uint64_t length) {
+  char buf[kDiscardChunk];
+  while (length > 0) {
+    size_t piece = static_cast<size_t>(std::min<uint64_t>(length, sizeof(buf)));
+    absl::Status s = ReadFull(fd, absl::Span<char>(buf, piece));
+    if (IsCleanEof(s)) return absl::DataLossError("connection closed inside a payload");
+    RETURN_IF_ERROR(s);
+    length -= piece;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
+  while (iovcnt > 0) {
+    if (iov->iov_len == 0) {
+      ++iov;
+      --iovcnt;
+      continue;
+    }
+    struct msghdr msg = {};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("send");
+    }
+    size_t left = static_cast<size_t>(n);
+    while (left > 0 && iovcnt > 0) {
+      size_t take = std::min(left, iov->iov_len);
+      iov->iov_base = static_cast<char*>(iov->iov_base) + take;
+      iov->iov_len -= take;
+      left -= take;
+      if (iov->iov_len == 0) {
+        ++iov;
+        --iovcnt;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFull(int fd, std::string_view data) {
+  struct iovec iov = {const_cast<char*>(data.data()), data.size()};
+  return WriteFullv(fd, &iov, 1);
+}
+
+bool IsCleanEof(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable &&
+         std::string_view(status.message().data(), status.message().size()) == kEofMessage;
+}
+
+std::string PeerName(int fd) {
+  struct sockaddr_storage ss = {};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+    return absl::StrCat(host, ":", ntohs(sin->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+    return absl::StrCat("[", host, "]:", ntohs(sin6->sin6_port));
+  }
+  return "unix";
+}
+
+void LogConnection(std::string_view who, std::string_view message) {
+  LogLine(LogLevel::kWarning,
+          absl::StrCat("nbd: ", absl::string_view(who.data(), who.size()), ": ",
+                       absl::string_view(message.data(), message.size())));
+}
+
+}  // namespace blockrepl::nbd

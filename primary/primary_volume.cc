@@ -1,0 +1,133 @@
+#include "primary/primary_volume.h"
+
+#include <random>
+
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "primary/grpc_replication_channel.h"
+
+namespace blockrepl {
+namespace {
+
+// A fresh identifier for this primary's data history. The bitmap lives in
+// memory, so after a restart nothing proves the secondary is only behind by
+// what a bitmap recorded: a new history forces a full sync.
+std::string NewGeneration() {
+  std::random_device random;
+  return absl::StrFormat("%08x%08x%08x%08x", random(), random(), random(), random());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
+    PrimaryVolumeOptions options) {
+  std::unique_ptr<PrimaryVolume> v(new PrimaryVolume(std::move(options)));
+  const PrimaryVolumeOptions& o = v->options_;
+  auto store = FileBlockDevice::Open(o.store_path, o.create_size);
+  if (!store.ok()) return store.status();
+  v->store_ = std::move(store).value();
+  v->generation_ = NewGeneration();
+  v->bitmap_ = std::make_unique<WriteIntentBitmap>(v->store_->Size(), o.chunk_size,
+                                                   std::make_unique<MemoryBitmapStore>());
+  v->channel_ = MakeGrpcReplicationChannel(o.secondary);
+  ReplicatorOptions r;
+  r.volume = o.volume;
+  r.size_bytes = v->store_->Size();
+  r.chunk_size = o.chunk_size;
+  r.generation = v->generation_;
+  r.assume_clean = o.assume_clean;
+  r.max_inflight_writes = o.max_inflight_writes;
+  r.max_inflight_bytes = o.max_inflight_bytes;
+  r.max_epoch_writes = o.max_epoch_writes;
+  v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_.get(), v->channel_.get());
+  v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_.get(),
+                                            v->replicator_.get(), &v->range_lock_);
+  v->volume_ = std::make_unique<ReplicatingVolume>(v->store_.get(), v->bitmap_.get(),
+                                                   v->replicator_.get(), &v->range_lock_, o.sync);
+  return v;
+}
+
+PrimaryVolume::~PrimaryVolume() { Shutdown(); }
+
+void PrimaryVolume::Start() {
+  replicator_->Start();
+  resyncer_->Start();
+  daemon_ = std::thread([this] { ClearingDaemon(); });
+}
+
+void PrimaryVolume::ClearingDaemon() {
+  while (!stop_daemon_.WaitForNotificationWithTimeout(options_.daemon_sleep)) {
+    absl::Status s = bitmap_->ClearingPass();
+    if (!s.ok()) LogError("bitmap clearing: ", s.message());
+  }
+}
+
+void PrimaryVolume::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  resyncer_->Stop();
+  // Close the epoch and give the secondary a moment to make it durable, so
+  // a cleanly stopped pair restarts with a clean bitmap.
+  replicator_->SubmitBarrier();
+  if (!replicator_->Drain(absl::Seconds(10))) {
+    LogWarning("stopping with writes not yet durable on the secondary; they stay flagged");
+  }
+  replicator_->Stop();
+  stop_daemon_.Notify();
+  if (daemon_.joinable()) daemon_.join();
+  absl::Status s = bitmap_->ClearAllClearable();
+  if (!s.ok()) LogError("bitmap clearing at shutdown: ", s.message());
+  s = store_->Flush();
+  if (!s.ok()) LogError(s.message());
+}
+
+admin::VolumeStatus PrimaryVolume::Status() const {
+  const WriteIntentBitmap::Counts counts = bitmap_->counts();
+  const Replicator::Snapshot r = replicator_->snapshot();
+  const Resyncer::Progress p = resyncer_->progress();
+  admin::VolumeStatus s;
+  s.set_name(options_.volume);
+  s.set_role("primary");
+  s.set_connection(ConnectionStateName(r.connection));
+  const bool connected = r.connection == Replicator::ConnectionState::kConnected;
+  if (connected && (p.active || counts.needs_sync_chunks > 0 || !r.peer_consistent)) {
+    s.set_sync_state("resyncing");
+  } else if (connected && counts.dirty_chunks == 0 && r.inflight_writes == 0) {
+    s.set_sync_state("in_sync");
+  } else {
+    s.set_sync_state("out_of_sync");
+  }
+  s.set_inflight_writes(r.inflight_writes);
+  s.set_max_inflight_writes(options_.max_inflight_writes);
+  s.set_inflight_bytes(r.inflight_bytes);
+  s.set_max_inflight_bytes(options_.max_inflight_bytes);
+  s.set_peak_inflight_writes(r.peak_inflight_writes);
+  s.set_peak_inflight_bytes(r.peak_inflight_bytes);
+  s.set_dirty_chunks(counts.dirty_chunks);
+  s.set_bitmap_bits_set(counts.bits_set);
+  s.set_chunk_size(bitmap_->chunk_size());
+  s.set_size_bytes(store_->Size());
+  s.set_replicated_bytes_total(r.replicated_bytes_total);
+  s.set_replicated_writes_total(r.replicated_writes_total);
+  s.set_resync_done_bytes(p.done_bytes);
+  s.set_resync_total_bytes(p.total_bytes);
+  s.set_resynced_bytes_total(p.resynced_bytes_total);
+  s.set_resync_rate_bytes_per_second(p.rate_bytes_per_second);
+  s.set_resync_eta_seconds(p.eta_seconds);
+  s.set_peer(replicator_->peer());
+  s.set_mode(options_.sync ? "sync" : "async");
+  s.set_store(options_.store_path);
+  s.set_bitmap_file(bitmap_->store_description());
+  s.set_last_error(r.last_error);
+  s.set_acked_seq(r.acked_seq);
+  s.set_durable_seq(r.durable_seq);
+  s.set_sent_seq(r.sent_seq);
+  s.set_consistent(r.peer_consistent);
+  s.set_connects_total(r.connects_total);
+  s.set_generation(generation_);
+  s.set_bitmap_pages(counts.total_pages);
+  s.set_bitmap_dirty_pages(counts.dirty_pages);
+  return s;
+}
+
+}  // namespace blockrepl

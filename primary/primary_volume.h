@@ -1,0 +1,72 @@
+// PrimaryVolume: everything the primary agent runs for one volume, wired
+// together: local store, write-intent bitmap and its clearing daemon, range
+// lock, replicator (stream to the secondary), resyncer, and the
+// ReplicatingVolume the NBD frontend serves. Owns all of them and their
+// threads. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "admin.pb.h"
+#include "common/bitmap/write_intent_bitmap.h"
+#include "common/file_block_device.h"
+#include "common/range_lock.h"
+#include "primary/replicating_volume.h"
+#include "primary/replication_channel.h"
+#include "primary/replicator.h"
+#include "primary/resyncer.h"
+
+namespace blockrepl {
+
+struct PrimaryVolumeOptions {
+  std::string volume;
+  std::string store_path;
+  uint64_t create_size = 0;       // create the store file with this size if missing
+  std::string secondary;          // HOST:PORT
+  uint32_t chunk_size = 65536;
+  absl::Duration daemon_sleep = absl::Seconds(5);
+  bool sync = false;
+  bool assume_clean = false;
+  uint64_t max_inflight_writes = 512;
+  uint64_t max_inflight_bytes = 64ull << 20;
+  uint64_t max_epoch_writes = 2048;
+};
+
+class PrimaryVolume {
+ public:
+  static absl::StatusOr<std::unique_ptr<PrimaryVolume>> Create(PrimaryVolumeOptions options);
+  ~PrimaryVolume();
+
+  // Starts replication, resync and the clearing daemon.
+  void Start();
+  // Clean stop: waits (bounded) for the secondary to make everything
+  // durable, clears what can be cleared, then stops all threads.
+  void Shutdown();
+
+  BlockDevice* device() { return volume_.get(); }
+  const PrimaryVolumeOptions& options() const { return options_; }
+  admin::VolumeStatus Status() const;
+
+ private:
+  explicit PrimaryVolume(PrimaryVolumeOptions options) : options_(std::move(options)) {}
+  void ClearingDaemon();
+
+  const PrimaryVolumeOptions options_;
+  std::string generation_;
+  std::unique_ptr<FileBlockDevice> store_;
+  std::unique_ptr<WriteIntentBitmap> bitmap_;
+  RangeLock range_lock_;
+  std::unique_ptr<ReplicationChannel> channel_;
+  std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<Resyncer> resyncer_;
+  std::unique_ptr<ReplicatingVolume> volume_;
+  absl::Notification stop_daemon_;
+  std::thread daemon_;
+  bool shut_down_ = false;
+};
+
+}  // namespace blockrepl

@@ -1,0 +1,78 @@
+#include "primary/replicating_volume.h"
+
+namespace blockrepl {
+
+using replication::Op;
+
+ReplicatingVolume::ReplicatingVolume(BlockDevice* local, WriteIntentBitmap* bitmap,
+                                     Replicator* replicator, RangeLock* range_lock, bool sync)
+    : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock),
+      sync_(sync) {}
+
+absl::Status ReplicatingVolume::Read(uint64_t offset, absl::Span<char> out) {
+  return local_->Read(offset, out);
+}
+
+template <typename LocalOp>
+absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t length,
+                                       absl::Span<const char> data, bool fua, LocalOp local_op) {
+  if (length == 0) return absl::OkStatus();
+  const ChunkRange chunks = bitmap_->ChunksFor(offset, length);
+  RangeLock::Holder hold = range_lock_->Lock(chunks.first, chunks.end);
+  absl::Status status = bitmap_->StartWrite(chunks);
+  if (!status.ok()) {
+    // Nothing was written: the chunks are no dirtier than before.
+    bitmap_->EndWrite(chunks, /*replicated=*/true);
+    return status;
+  }
+  status = local_op();
+  if (!status.ok()) {
+    // The local range may be partly written: let resync carry whatever it
+    // now holds to the secondary.
+    bitmap_->EndWrite(chunks, /*replicated=*/false);
+    return status;
+  }
+  ReplicationTicket ticket = replicator_->Submit(
+      kind, offset, length, std::string(data.data(), data.size()), chunks);
+  hold.Release();
+  if (sync_ && ticket.seq != 0) {
+    // If the secondary drops meanwhile, the write stays correct locally and
+    // flagged in the bitmap (as DRBD does when the peer disconnects).
+    if (fua) {
+      replicator_->Wait(replicator_->SubmitBarrier(), Replicator::WaitFor::kDurable);
+    } else {
+      replicator_->Wait(ticket, Replicator::WaitFor::kApplied);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReplicatingVolume::Write(uint64_t offset, absl::Span<const char> data, bool fua) {
+  return Modify(Op::WRITE, offset, data.size(), data, fua,
+                [&] { return local_->Write(offset, data, fua); });
+}
+
+absl::Status ReplicatingVolume::Trim(uint64_t offset, uint64_t length, bool fua) {
+  return Modify(Op::TRIM, offset, length, {}, fua,
+                [&] { return local_->Trim(offset, length, fua); });
+}
+
+absl::Status ReplicatingVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
+                                            bool fua) {
+  // The secondary always punches or zeroes the same way (see applier), so
+  // both stores read back zeroes whatever `may_trim` chose here.
+  return Modify(Op::WRITE_ZEROES, offset, length, {}, fua,
+                [&] { return local_->WriteZeroes(offset, length, may_trim, fua); });
+}
+
+absl::Status ReplicatingVolume::Flush() {
+  // Every write replied before this flush was already handed to the stream,
+  // so the barrier orders after all of them.
+  absl::Status status = local_->Flush();
+  if (!status.ok()) return status;
+  ReplicationTicket barrier = replicator_->SubmitBarrier();
+  if (sync_) replicator_->Wait(barrier, Replicator::WaitFor::kDurable);
+  return absl::OkStatus();
+}
+
+}  // namespace blockrepl

@@ -1,0 +1,50 @@
+// ReplicatingVolume: the primary's write pipeline for one volume, as a
+// BlockDevice decorator the NBD frontend serves. For every write:
+//   1. lock the write's chunks (overlapping writes and resync reads are
+//      ordered the same way locally and in the stream),
+//   2. bitmap StartWrite (bit durable before data),
+//   3. write the local store,
+//   4. hand the op to the Replicator (blocks while the window is full),
+//   5. reply: async after 4; sync after the secondary applied it (FUA and
+//      FLUSH: made it durable).
+// Reads go to the local store only. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/bitmap/write_intent_bitmap.h"
+#include "common/block_device.h"
+#include "common/range_lock.h"
+#include "primary/replicator.h"
+
+namespace blockrepl {
+
+class ReplicatingVolume : public BlockDevice {
+ public:
+  // `sync`: client replies wait for the secondary (see above).
+  ReplicatingVolume(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
+                    RangeLock* range_lock, bool sync);
+
+  uint64_t Size() const override { return local_->Size(); }
+  absl::Status Read(uint64_t offset, absl::Span<char> out) override;
+  absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) override;
+  absl::Status Flush() override;
+  absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
+  absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
+
+ private:
+  // Steps 1-5 for any modifying op; `local_op` performs step 3.
+  template <typename LocalOp>
+  absl::Status Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,
+                      absl::Span<const char> data, bool fua, LocalOp local_op);
+
+  // Constant after construction; all pointees are thread-safe.
+  BlockDevice* const local_;
+  WriteIntentBitmap* const bitmap_;
+  Replicator* const replicator_;
+  RangeLock* const range_lock_;
+  const bool sync_;
+};
+
+}  // namespace blockrepl

@@ -1,0 +1,419 @@
+#include "primary/replicator.h"
+
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/log.h"
+
+namespace blockrepl {
+
+using replication::Op;
+
+const char* ConnectionStateName(Replicator::ConnectionState state) {
+  switch (state) {
+    case Replicator::ConnectionState::kConnected: return "connected";
+    case Replicator::ConnectionState::kConnecting: return "connecting";
+    case Replicator::ConnectionState::kDisconnected: return "disconnected";
+  }
+  return "unknown";
+}
+
+Replicator::Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap,
+                       ReplicationChannel* channel)
+    : options_(std::move(options)), bitmap_(bitmap), channel_(channel) {}
+
+Replicator::~Replicator() { Stop(); }
+
+void Replicator::Start() { manager_ = std::thread([this] { ManagerLoop(); }); }
+
+void Replicator::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (live_stream_ != nullptr) live_stream_->Cancel();
+  }
+  if (manager_.joinable()) manager_.join();
+}
+
+uint64_t Replicator::live_connection() const {
+  absl::MutexLock lock(&mu_);
+  return live_connection_;
+}
+
+uint64_t Replicator::WaitUntilConnected(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return live_connection_ != 0 || stopping_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return live_connection_;
+}
+
+void Replicator::SetError(const std::string& error) {
+  absl::MutexLock lock(&mu_);
+  if (stats_.last_error != error) LogError(error);
+  stats_.last_error = error;
+}
+
+void Replicator::SleepInterruptible(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
+}
+
+void Replicator::ManagerLoop() {
+  std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = options_.min_backoff;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      state_ = ConnectionState::kConnecting;
+    }
+    std::unique_ptr<ReplicationStream> stream = Connect();
+    if (stream == nullptr) {
+      // Exponential backoff with jitter, so a fleet does not reconnect in step.
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      SleepInterruptible(backoff * jitter(rng));
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      continue;
+    }
+    backoff = options_.min_backoff;
+    uint64_t connection;
+    {
+      absl::MutexLock lock(&mu_);
+      connection = live_connection_;
+    }
+    std::thread receiver([&] { ReceiveLoop(stream.get(), connection); });
+    SendLoop(stream.get(), connection);
+    std::string reason;
+    {
+      absl::MutexLock lock(&mu_);
+      reason = broken_reason_;
+      live_stream_ = nullptr;
+    }
+    // Fail the window first so clients stop waiting, then tear down.
+    ConnectionLost(reason);
+    stream->Cancel();
+    receiver.join();
+    std::string finish = stream->FinishReason();
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+    }
+    if (!stopping) {
+      SetError(absl::StrCat("lost connection to secondary ", channel_->peer(), ": ",
+                            reason.empty() ? finish : reason));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  state_ = ConnectionState::kDisconnected;
+}
+
+std::unique_ptr<ReplicationStream> Replicator::Connect() {
+  auto stream_or = channel_->Open(options_.connect_timeout);
+  if (!stream_or.ok()) {
+    SetError(std::string(stream_or.status().message()));
+    return nullptr;
+  }
+  std::unique_ptr<ReplicationStream> stream = std::move(stream_or).value();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return nullptr;
+    live_stream_ = stream.get();  // so Stop() can cancel a hung handshake
+  }
+  replication::PrimaryMessage hello_message;
+  replication::Hello* hello = hello_message.mutable_hello();
+  hello->set_volume(options_.volume);
+  hello->set_size_bytes(options_.size_bytes);
+  hello->set_chunk_size(options_.chunk_size);
+  hello->set_generation(options_.generation);
+  hello->set_assume_clean(options_.assume_clean);
+  hello->set_protocol_version(1);
+
+  // A watchdog cancels a handshake the secondary never answers.
+  absl::Notification answered;
+  std::thread watchdog([&] {
+    if (!answered.WaitForNotificationWithTimeout(options_.handshake_timeout)) stream->Cancel();
+  });
+  replication::SecondaryMessage reply;
+  bool ok = stream->Send(hello_message, false) && stream->Receive(&reply);
+  answered.Notify();
+  watchdog.join();
+
+  // Finish() may be called once per stream: `finished` says it already was.
+  auto fail = [&](const std::string& error, bool finished = false)
+      -> std::unique_ptr<ReplicationStream> {
+    {
+      absl::MutexLock lock(&mu_);
+      live_stream_ = nullptr;
+    }
+    if (!finished) {
+      stream->Cancel();
+      stream->FinishReason();
+    }
+    SetError(error);
+    return nullptr;
+  };
+  if (!ok) {
+    std::string why = stream->FinishReason();
+    return fail(absl::StrCat("handshake with secondary ", channel_->peer(), " failed: ", why),
+                /*finished=*/true);
+  }
+  if (!reply.has_hello_reply()) {
+    return fail(absl::StrCat("handshake with secondary ", channel_->peer(),
+                             " failed: unexpected first message"));
+  }
+  const replication::HelloReply& hr = reply.hello_reply();
+  if (!hr.accepted()) {
+    return fail(absl::StrCat("secondary ", channel_->peer(), " refused: ", hr.error()));
+  }
+
+  // Decide what the secondary is missing. Same history: only the chunks our
+  // bitmap flags. Anything else: a full sync, unless the operator vouches
+  // that a brand-new secondary already equals us.
+  bool full_sync = hr.followed_generation() != options_.generation &&
+                   !(hr.followed_generation().empty() && options_.assume_clean);
+  if (full_sync) {
+    LogInfo("secondary follows history '", hr.followed_generation(), "', this primary is '",
+            options_.generation, "': full sync of ", options_.size_bytes, " bytes");
+    absl::Status s = bitmap_->MarkNeedsSync(ChunkRange{0, bitmap_->chunk_count()});
+    if (!s.ok()) return fail(absl::StrCat("cannot mark bitmap for full sync: ", s.message()));
+  }
+
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    live_stream_ = nullptr;
+    return nullptr;
+  }
+  next_seq_ = std::max(next_seq_, hr.last_applied_seq() + 1);
+  stats_.sent_seq = stats_.acked_seq = stats_.durable_seq = next_seq_ - 1;
+  stats_.peer_consistent = hr.consistent() && !full_sync;
+  stats_.last_error.clear();
+  stats_.connects_total++;
+  live_connection_ = ++connection_counter_;
+  broken_ = false;
+  broken_reason_.clear();
+  writes_since_barrier_ = 0;
+  state_ = ConnectionState::kConnected;
+  LogInfo("connected to secondary ", channel_->peer(), " (volume ", options_.volume,
+          ", continuing after seq ", hr.last_applied_seq(), ")");
+  return stream;
+}
+
+uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chunks) {
+  const uint64_t seq = next_seq_++;
+  op.set_seq(seq);
+  const uint64_t bytes = op.data().size();
+  inflight_.push_back(InflightOp{seq, bytes, counts_in_window, chunks});
+  if (counts_in_window) {
+    inflight_writes_++;
+    inflight_bytes_ += bytes;
+    stats_.peak_inflight_writes = std::max(stats_.peak_inflight_writes, inflight_writes_);
+    stats_.peak_inflight_bytes = std::max(stats_.peak_inflight_bytes, inflight_bytes_);
+  }
+  send_queue_.push_back(std::move(op));
+  return seq;
+}
+
+ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t length,
+                                     std::string data, ChunkRange chunks) {
+  const uint64_t bytes = data.size();
+  {
+    absl::MutexLock lock(&mu_);
+    const uint64_t connection = live_connection_;
+    auto room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (live_connection_ != connection || broken_) return true;
+      // A single op larger than the byte window still goes alone.
+      return inflight_writes_ < options_.max_inflight_writes &&
+             (inflight_bytes_ + bytes <= options_.max_inflight_bytes || inflight_writes_ == 0);
+    };
+    if (connection != 0) mu_.Await(absl::Condition(&room));
+    if (connection != 0 && live_connection_ == connection && !broken_) {
+      Op op;
+      op.set_kind(kind);
+      op.set_offset(offset);
+      op.set_length(length);
+      op.set_data(std::move(data));
+      const uint64_t seq = EnqueueLocked(std::move(op), /*counts_in_window=*/true, chunks);
+      if (kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES) {
+        stats_.replicated_writes_total++;
+        stats_.replicated_bytes_total += bytes;
+      }
+      // Bound an epoch even when the client never flushes, so durability
+      // and bit clearing keep up (DRBD's max-epoch-size).
+      if (++writes_since_barrier_ >= options_.max_epoch_writes) {
+        Op barrier;
+        barrier.set_kind(Op::BARRIER);
+        EnqueueLocked(std::move(barrier), false, ChunkRange{});
+        writes_since_barrier_ = 0;
+      }
+      return ReplicationTicket{seq, connection};
+    }
+  }
+  // Not connected: the secondary will get this chunk from the next resync.
+  if (!chunks.empty()) bitmap_->EndWrite(chunks, /*replicated=*/false);
+  return ReplicationTicket{};
+}
+
+ReplicationTicket Replicator::SubmitBarrier(Op::Kind kind) {
+  absl::MutexLock lock(&mu_);
+  if (live_connection_ == 0 || broken_) return ReplicationTicket{};
+  Op barrier;
+  barrier.set_kind(kind);
+  const uint64_t seq = EnqueueLocked(std::move(barrier), false, ChunkRange{});
+  writes_since_barrier_ = 0;
+  if (kind == Op::RESYNC_DONE) resync_done_seq_ = seq;
+  return ReplicationTicket{seq, live_connection_};
+}
+
+bool Replicator::Wait(const ReplicationTicket& ticket, WaitFor what) {
+  if (ticket.seq == 0) return false;
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (live_connection_ != ticket.connection) return true;
+    return (what == WaitFor::kApplied ? stats_.acked_seq : stats_.durable_seq) >= ticket.seq;
+  };
+  mu_.Await(absl::Condition(&done));
+  return live_connection_ == ticket.connection &&
+         (what == WaitFor::kApplied ? stats_.acked_seq : stats_.durable_seq) >= ticket.seq;
+}
+
+bool Replicator::Drain(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return live_connection_ == 0 || (inflight_.empty() && awaiting_durable_.empty());
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&drained), timeout);
+  return inflight_.empty() && awaiting_durable_.empty();
+}
+
+void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
+  while (true) {
+    replication::PrimaryMessage message;
+    bool more_coming;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || broken_ || !send_queue_.empty();
+      };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&ready), options_.idle_barrier_delay)) {
+        // Idle with writes not yet covered by a barrier: close the epoch so
+        // the secondary makes them durable and their bits can clear.
+        if (writes_since_barrier_ > 0) {
+          Op barrier;
+          barrier.set_kind(Op::BARRIER);
+          EnqueueLocked(std::move(barrier), false, ChunkRange{});
+          writes_since_barrier_ = 0;
+        }
+        continue;
+      }
+      if (stopping_ || broken_) return;
+      replication::Batch* batch = message.mutable_batch();
+      uint64_t batch_bytes = 0;
+      while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
+             (batch_bytes == 0 || batch_bytes + send_queue_.front().data().size() <=
+                                      options_.max_batch_bytes)) {
+        batch_bytes += send_queue_.front().data().size();
+        *batch->add_ops() = std::move(send_queue_.front());
+        send_queue_.pop_front();
+      }
+      stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
+      more_coming = !send_queue_.empty();
+    }
+    if (!stream->Send(message, more_coming)) {
+      MarkBroken(connection, "send failed");
+      return;
+    }
+  }
+}
+
+void Replicator::ReceiveLoop(ReplicationStream* stream, uint64_t connection) {
+  replication::SecondaryMessage message;
+  while (stream->Receive(&message)) {
+    if (message.has_ack()) {
+      HandleAck(message.ack());
+    } else if (message.has_error()) {
+      MarkBroken(connection, absl::StrCat("secondary reported: ", message.error().message()));
+      return;
+    } else {
+      MarkBroken(connection, "unexpected message from secondary");
+      return;
+    }
+  }
+  MarkBroken(connection, "");
+}
+
+void Replicator::HandleAck(const replication::Ack& ack) {
+  std::vector<ChunkRange> durable_chunks;
+  {
+    absl::MutexLock lock(&mu_);
+    while (!inflight_.empty() && inflight_.front().seq <= ack.applied_seq()) {
+      InflightOp op = inflight_.front();
+      inflight_.pop_front();
+      if (op.counts_in_window) {
+        inflight_writes_--;
+        inflight_bytes_ -= op.bytes;
+      }
+      if (!op.chunks.empty()) awaiting_durable_.push_back(op);
+    }
+    while (!awaiting_durable_.empty() && awaiting_durable_.front().seq <= ack.durable_seq()) {
+      durable_chunks.push_back(awaiting_durable_.front().chunks);
+      awaiting_durable_.pop_front();
+    }
+    stats_.acked_seq = std::max(stats_.acked_seq, ack.applied_seq());
+  }
+  // Only durable writes release their bits: a power loss on the secondary
+  // cannot then leave a chunk the bitmap forgot (DRBD's barrier ack rule).
+  // Released before durable_seq is published, so whoever waits for
+  // durability also sees the bitmap settled.
+  for (const ChunkRange& chunks : durable_chunks) bitmap_->EndWrite(chunks, /*replicated=*/true);
+  absl::MutexLock lock(&mu_);
+  stats_.durable_seq = std::max(stats_.durable_seq, ack.durable_seq());
+  if (resync_done_seq_ != 0 && stats_.durable_seq >= resync_done_seq_) {
+    stats_.peer_consistent = true;
+    resync_done_seq_ = 0;
+  }
+}
+
+void Replicator::MarkBroken(uint64_t connection, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (live_connection_ != connection || broken_) return;
+  broken_ = true;
+  broken_reason_ = reason;
+}
+
+void Replicator::ConnectionLost(const std::string& reason) {
+  std::vector<ChunkRange> lost;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const InflightOp& op : inflight_) {
+      if (!op.chunks.empty()) lost.push_back(op.chunks);
+    }
+    for (const InflightOp& op : awaiting_durable_) lost.push_back(op.chunks);
+    inflight_.clear();
+    awaiting_durable_.clear();
+    send_queue_.clear();
+    inflight_writes_ = 0;
+    inflight_bytes_ = 0;
+    live_connection_ = 0;
+    resync_done_seq_ = 0;
+    stats_.peer_consistent = false;
+    state_ = stopping_ ? ConnectionState::kDisconnected : ConnectionState::kConnecting;
+  }
+  for (const ChunkRange& chunks : lost) bitmap_->EndWrite(chunks, /*replicated=*/false);
+}
+
+Replicator::Snapshot Replicator::snapshot() const {
+  absl::MutexLock lock(&mu_);
+  Snapshot s = stats_;
+  s.connection = state_;
+  s.inflight_writes = inflight_writes_;
+  s.inflight_bytes = inflight_bytes_;
+  s.awaiting_durable = awaiting_durable_.size();
+  return s;
+}
+
+}  // namespace blockrepl

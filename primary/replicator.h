@@ -1,0 +1,150 @@
+// Replicator: the primary's end of the replication stream for one volume.
+// It numbers operations, keeps the in-flight window (count AND bytes),
+// sends ops in batches over one stream, processes cumulative acks, and
+// releases bitmap chunks (EndWrite) once the secondary has them durably.
+// When the stream breaks it marks every unacknowledged chunk needs-sync and
+// reconnects with backoff; the Resyncer then copies exactly those chunks.
+//
+// Thread-safe. Threads: a manager (connect, handshake, send loop) and a
+// receiver per live stream. Lock order: callers may hold RangeLock ranges
+// when calling Submit; Replicator never calls out while holding mu_.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/bitmap/write_intent_bitmap.h"
+#include "primary/replication_channel.h"
+#include "replication.pb.h"
+
+namespace blockrepl {
+
+struct ReplicatorOptions {
+  std::string volume;
+  uint64_t size_bytes = 0;
+  uint32_t chunk_size = 65536;
+  std::string generation;       // identity of this primary's data history
+  bool assume_clean = false;    // a brand-new secondary already equals us
+  uint64_t max_inflight_writes = 512;
+  uint64_t max_inflight_bytes = 64ull << 20;
+  uint64_t max_epoch_writes = 2048;   // close an epoch (barrier) after this many writes
+  absl::Duration idle_barrier_delay = absl::Milliseconds(20);
+  uint64_t max_batch_bytes = 1 << 20;
+  int max_batch_ops = 256;
+  absl::Duration connect_timeout = absl::Seconds(2);
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  absl::Duration min_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(5);
+};
+
+// Identifies a submitted op. seq 0 means "not replicated" (disconnected).
+struct ReplicationTicket {
+  uint64_t seq = 0;
+  uint64_t connection = 0;
+};
+
+class Replicator {
+ public:
+  enum class ConnectionState { kDisconnected, kConnecting, kConnected };
+  enum class WaitFor { kApplied, kDurable };
+
+  struct Snapshot {
+    ConnectionState connection = ConnectionState::kDisconnected;
+    uint64_t inflight_writes = 0, inflight_bytes = 0;
+    uint64_t peak_inflight_writes = 0, peak_inflight_bytes = 0;
+    uint64_t awaiting_durable = 0;
+    uint64_t sent_seq = 0, acked_seq = 0, durable_seq = 0;
+    uint64_t replicated_writes_total = 0, replicated_bytes_total = 0;
+    uint64_t connects_total = 0;
+    bool peer_consistent = false;
+    std::string last_error;
+  };
+
+  Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap, ReplicationChannel* channel);
+  ~Replicator();
+
+  void Start();
+  // Stops reconnecting and breaks the stream; unacknowledged chunks are
+  // marked needs-sync. Idempotent.
+  void Stop();
+
+  // Hands a data op to the stream, blocking while the window is full. The
+  // Replicator calls bitmap->EndWrite(chunks, ...) for it exactly once:
+  // immediately (not replicated) when disconnected, else on the durable ack
+  // or when the stream breaks.
+  ReplicationTicket Submit(replication::Op::Kind kind, uint64_t offset, uint64_t length,
+                           std::string data, ChunkRange chunks);
+  // Closes the current epoch: everything submitted before is made durable
+  // on the secondary before anything after is applied.
+  ReplicationTicket SubmitBarrier(replication::Op::Kind kind = replication::Op::BARRIER);
+  // Blocks until the op is applied/durable on the secondary (true) or the
+  // stream it was sent on broke (false).
+  bool Wait(const ReplicationTicket& ticket, WaitFor what);
+  // Waits until nothing is in flight and everything is durable.
+  bool Drain(absl::Duration timeout);
+
+  // The live connection's id, 0 when not connected.
+  uint64_t live_connection() const;
+  // Blocks up to `timeout` for a live connection; returns its id or 0.
+  uint64_t WaitUntilConnected(absl::Duration timeout);
+  Snapshot snapshot() const;
+  std::string peer() const { return channel_->peer(); }
+
+ private:
+  struct InflightOp {
+    uint64_t seq;
+    uint64_t bytes;
+    bool counts_in_window;
+    ChunkRange chunks;
+  };
+
+  void ManagerLoop();
+  // Connects and handshakes; returns the stream or nullptr (error recorded).
+  std::unique_ptr<ReplicationStream> Connect();
+  void SendLoop(ReplicationStream* stream, uint64_t connection);
+  void ReceiveLoop(ReplicationStream* stream, uint64_t connection);
+  void HandleAck(const replication::Ack& ack);
+  // Fails everything in flight: its chunks become needs-sync.
+  void ConnectionLost(const std::string& reason);
+  void MarkBroken(uint64_t connection, const std::string& reason);
+  void SetError(const std::string& error);
+  // Appends an op to the send queue. Requires a live connection.
+  uint64_t EnqueueLocked(replication::Op op, bool counts_in_window, ChunkRange chunks)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SleepInterruptible(absl::Duration d);
+
+  // Constant after construction.
+  const ReplicatorOptions options_;
+  WriteIntentBitmap* const bitmap_;
+  ReplicationChannel* const channel_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  ConnectionState state_ ABSL_GUARDED_BY(mu_) = ConnectionState::kDisconnected;
+  uint64_t connection_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t live_connection_ ABSL_GUARDED_BY(mu_) = 0;   // 0 = none
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;             // the live stream failed
+  std::string broken_reason_ ABSL_GUARDED_BY(mu_);
+  ReplicationStream* live_stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<replication::Op> send_queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<InflightOp> inflight_ ABSL_GUARDED_BY(mu_);         // sent/queued, not applied
+  std::deque<InflightOp> awaiting_durable_ ABSL_GUARDED_BY(mu_); // applied, not durable
+  uint64_t inflight_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t writes_since_barrier_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t resync_done_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  Snapshot stats_ ABSL_GUARDED_BY(mu_);  // counters and seqs reported by snapshot()
+
+  std::thread manager_;
+};
+
+const char* ConnectionStateName(Replicator::ConnectionState state);
+
+}  // namespace blockrepl

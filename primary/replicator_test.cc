@@ -1,0 +1,177 @@
+#include "primary/replicator.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "primary/fake_replication_channel.h"
+
+namespace blockrepl {
+namespace {
+
+using replication::Op;
+
+constexpr uint32_t kChunk = 64 << 10;
+
+class ReplicatorTest : public ::testing::Test {
+ protected:
+  void StartWith(uint64_t max_writes, uint64_t max_bytes) {
+    replication::HelloReply reply;
+    reply.set_accepted(true);
+    reply.set_followed_generation("gen");
+    reply.set_consistent(true);
+    channel_.SetHelloReply(reply);
+    ReplicatorOptions o;
+    o.volume = "vol";
+    o.size_bytes = 64ull << 20;
+    o.generation = "gen";
+    o.max_inflight_writes = max_writes;
+    o.max_inflight_bytes = max_bytes;
+    o.idle_barrier_delay = absl::Hours(1);  // tests decide when barriers go
+    o.min_backoff = absl::Milliseconds(5);
+    replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
+    replicator_->Start();
+    ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+  }
+  // Submits a write to `chunk` the way ReplicatingVolume does.
+  ReplicationTicket Write(uint64_t chunk, size_t bytes) {
+    ChunkRange r{chunk, chunk + 1};
+    EXPECT_TRUE(bitmap_.StartWrite(r).ok());
+    return replicator_->Submit(Op::WRITE, chunk * kChunk, bytes, std::string(bytes, 'x'), r);
+  }
+  void TearDown() override {
+    if (replicator_) replicator_->Stop();
+  }
+
+  WriteIntentBitmap bitmap_{64ull << 20, kChunk, std::make_unique<MemoryBitmapStore>()};
+  FakeReplicationChannel channel_;
+  std::unique_ptr<Replicator> replicator_;
+};
+
+TEST_F(ReplicatorTest, WindowBlocksAtMaxWritesAndReopensOnAck) {
+  StartWith(/*max_writes=*/4, /*max_bytes=*/1 << 30);
+  for (int i = 0; i < 4; ++i) Write(i, 4096);
+  std::atomic<bool> fifth_done{false};
+  std::thread fifth([&] {
+    Write(4, 4096);
+    fifth_done = true;
+  });
+  ASSERT_TRUE(channel_.WaitForOps(4, absl::Seconds(5)));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(fifth_done.load());
+  EXPECT_EQ(replicator_->snapshot().inflight_writes, 4u);
+  channel_.Ack(/*applied=*/1, /*durable=*/0);
+  fifth.join();
+  EXPECT_TRUE(fifth_done.load());
+  EXPECT_EQ(replicator_->snapshot().peak_inflight_writes, 4u);
+}
+
+TEST_F(ReplicatorTest, WindowBlocksAtMaxBytesButLetsOneBigWriteAlone) {
+  StartWith(/*max_writes=*/100, /*max_bytes=*/64 << 10);
+  Write(0, 48 << 10);
+  std::atomic<bool> second_done{false};
+  std::thread second([&] {
+    Write(1, 32 << 10);  // 80 KiB would exceed 64 KiB
+    second_done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(second_done.load());
+  channel_.Ack(1, 0);
+  second.join();
+  // Alone in the window, a write larger than the byte limit still goes.
+  channel_.Ack(2, 0);
+  Write(2, 128 << 10);
+  EXPECT_EQ(replicator_->snapshot().inflight_bytes, 128u << 10);
+}
+
+TEST_F(ReplicatorTest, BitsReleaseOnlyOnDurableAck) {
+  StartWith(16, 1 << 30);
+  Write(7, 4096);
+  ReplicationTicket barrier = replicator_->SubmitBarrier();
+  ASSERT_TRUE(channel_.WaitForOps(2, absl::Seconds(5)));
+  channel_.Ack(barrier.seq, 0);
+  ASSERT_TRUE(replicator_->Wait(barrier, Replicator::WaitFor::kApplied));
+  EXPECT_EQ(bitmap_.counts().dirty_chunks, 1u);  // applied, not durable yet
+  channel_.Ack(barrier.seq, barrier.seq);
+  ASSERT_TRUE(replicator_->Wait(barrier, Replicator::WaitFor::kDurable));
+  EXPECT_EQ(bitmap_.counts().dirty_chunks, 0u);
+}
+
+TEST_F(ReplicatorTest, BrokenStreamMarksUnackedChunksNeedsSyncAndReconnects) {
+  StartWith(16, 1 << 30);
+  Write(1, 4096);
+  Write(2, 4096);
+  ASSERT_TRUE(channel_.WaitForOps(2, absl::Seconds(5)));
+  channel_.Ack(1, 1);  // chunk 1 is safe
+  absl::SleepFor(absl::Milliseconds(20));
+  channel_.Break();
+  // Reconnects by itself; chunk 2 must be resynced.
+  for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_GE(channel_.streams_opened(), 2);
+  EXPECT_EQ(bitmap_.counts().needs_sync_chunks, 1u);
+  EXPECT_EQ(bitmap_.NextNeedsSync(0), 2u);
+}
+
+TEST_F(ReplicatorTest, SubmitWhileDisconnectedOnlyMarksTheBitmap) {
+  channel_.SetReachable(false);
+  ReplicatorOptions o;
+  o.volume = "vol";
+  o.size_bytes = 64ull << 20;
+  o.generation = "gen";
+  o.min_backoff = absl::Milliseconds(5);
+  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
+  replicator_->Start();
+  ReplicationTicket t = Write(3, 4096);
+  EXPECT_EQ(t.seq, 0u);
+  EXPECT_FALSE(replicator_->Wait(t, Replicator::WaitFor::kApplied));
+  EXPECT_EQ(bitmap_.NextNeedsSync(0), 3u);
+  for (int i = 0; i < 500 && replicator_->snapshot().last_error.empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_NE(replicator_->snapshot().last_error.find("unreachable"), std::string::npos);
+}
+
+TEST_F(ReplicatorTest, EpochClosesAfterMaxEpochWrites) {
+  replication::HelloReply reply;
+  reply.set_accepted(true);
+  reply.set_followed_generation("gen");
+  reply.set_consistent(true);
+  channel_.SetHelloReply(reply);
+  ReplicatorOptions o;
+  o.volume = "vol";
+  o.size_bytes = 64ull << 20;
+  o.generation = "gen";
+  o.max_epoch_writes = 3;
+  o.idle_barrier_delay = absl::Hours(1);
+  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
+  replicator_->Start();
+  ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+  for (int i = 0; i < 3; ++i) Write(i, 512);
+  ASSERT_TRUE(channel_.WaitForOps(4, absl::Seconds(5)));
+  std::vector<Op> ops = channel_.ReceivedOps();
+  EXPECT_EQ(ops[3].kind(), Op::BARRIER);
+  for (size_t i = 1; i < ops.size(); ++i) EXPECT_GT(ops[i].seq(), ops[i - 1].seq());
+}
+
+TEST_F(ReplicatorTest, RefusedHandshakeIsReportedAndRetried) {
+  replication::HelloReply reply;
+  reply.set_accepted(false);
+  reply.set_error("volume mismatch: 'a' vs 'b'");
+  channel_.SetHelloReply(reply);
+  ReplicatorOptions o;
+  o.volume = "vol";
+  o.size_bytes = 64ull << 20;
+  o.generation = "gen";
+  o.min_backoff = absl::Milliseconds(5);
+  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
+  replicator_->Start();
+  for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_GE(channel_.streams_opened(), 2);
+  EXPECT_NE(replicator_->snapshot().last_error.find("volume mismatch"), std::string::npos);
+  EXPECT_EQ(replicator_->live_connection(), 0u);
+}
+
+}  // namespace
+}  // namespace blockrepl

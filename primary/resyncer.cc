@@ -1,0 +1,130 @@
+#include "primary/resyncer.h"
+
+#include <algorithm>
+#include <string>
+
+#include "common/log.h"
+
+namespace blockrepl {
+
+using replication::Op;
+
+Resyncer::Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
+                   RangeLock* range_lock)
+    : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock) {}
+
+Resyncer::~Resyncer() { Stop(); }
+
+void Resyncer::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Resyncer::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Resyncer::Stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+Resyncer::Progress Resyncer::progress() const {
+  absl::MutexLock lock(&mu_);
+  Progress p = progress_;
+  if (p.active) {
+    double elapsed = absl::ToDoubleSeconds(absl::Now() - pass_start_);
+    p.rate_bytes_per_second = elapsed > 0 ? p.done_bytes / elapsed : 0;
+    p.eta_seconds = p.rate_bytes_per_second > 0
+                        ? (p.total_bytes - std::min(p.done_bytes, p.total_bytes)) /
+                              p.rate_bytes_per_second
+                        : -1;
+  }
+  return p;
+}
+
+void Resyncer::Loop() {
+  uint64_t finished_connection = 0;  // the connection whose resync completed
+  while (!Stopping()) {
+    const uint64_t connection = replicator_->WaitUntilConnected(absl::Milliseconds(200));
+    if (connection == 0) continue;
+    const bool work = bitmap_->counts().needs_sync_chunks > 0 ||
+                      !replicator_->snapshot().peer_consistent;
+    if (!work || connection == finished_connection) {
+      // Live writes of a connected pair never create needs-sync chunks; a
+      // lost connection does, and then `connection` changes. Poll lightly.
+      if (work && bitmap_->counts().needs_sync_chunks > 0) finished_connection = 0;
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(50));
+      continue;
+    }
+    if (RunPass(connection)) finished_connection = connection;
+  }
+}
+
+bool Resyncer::RunPass(uint64_t connection) {
+  const uint64_t chunk_size = bitmap_->chunk_size();
+  {
+    absl::MutexLock lock(&mu_);
+    progress_.active = true;
+    progress_.done_bytes = 0;
+    progress_.total_bytes = bitmap_->counts().needs_sync_chunks * chunk_size;
+    pass_start_ = absl::Now();
+  }
+  LogInfo("resync started: ", bitmap_->counts().needs_sync_chunks, " chunks");
+  auto finish = [&](bool completed) {
+    absl::MutexLock lock(&mu_);
+    progress_.active = false;
+    if (completed) progress_.total_bytes = progress_.done_bytes;
+    return completed;
+  };
+  std::string buffer;
+  uint64_t cursor = 0;
+  while (true) {
+    if (Stopping() || replicator_->live_connection() != connection) return finish(false);
+    std::optional<uint64_t> next = bitmap_->NextNeedsSync(cursor);
+    if (!next.has_value()) {
+      if (bitmap_->counts().needs_sync_chunks == 0) break;
+      cursor = 0;  // flagged behind the cursor meanwhile: walk again
+      continue;
+    }
+    const uint64_t chunk = *next;
+    cursor = chunk + 1;
+    RangeLock::Holder hold = range_lock_->Lock(chunk, chunk + 1);
+    if (!bitmap_->TakeForResync(chunk)) continue;
+    const uint64_t offset = bitmap_->ChunkOffset(chunk);
+    const uint64_t length = bitmap_->ChunkLength(chunk);
+    buffer.resize(length);
+    absl::Status status = local_->Read(offset, absl::MakeSpan(buffer));
+    if (!status.ok()) {
+      bitmap_->EndWrite(ChunkRange{chunk, chunk + 1}, /*replicated=*/false);
+      LogError("resync read failed: ", status.message(), "; retrying later");
+      hold.Release();
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Seconds(1));
+      progress_.active = false;
+      return false;
+    }
+    // Sparse and freshly created volumes are mostly zeroes: send those
+    // chunks without payload.
+    const bool zero = std::all_of(buffer.begin(), buffer.end(), [](char c) { return c == 0; });
+    ReplicationTicket ticket =
+        replicator_->Submit(zero ? Op::RESYNC_ZERO : Op::RESYNC, offset, length,
+                            zero ? std::string() : buffer, ChunkRange{chunk, chunk + 1});
+    hold.Release();
+    if (ticket.seq == 0) return finish(false);
+    absl::MutexLock lock(&mu_);
+    progress_.done_bytes += length;
+    progress_.resynced_bytes_total += length;
+    if (zero) progress_.zero_chunks_total++;
+    progress_.total_bytes = std::max(progress_.total_bytes, progress_.done_bytes);
+  }
+  ReplicationTicket done = replicator_->SubmitBarrier(Op::RESYNC_DONE);
+  if (done.seq == 0) return finish(false);
+  const Progress p = progress();
+  LogInfo("resync pass complete: ", p.done_bytes, " bytes handed to the stream");
+  return finish(true);
+}
+
+}  // namespace blockrepl

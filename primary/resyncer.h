@@ -1,0 +1,62 @@
+// Resyncer: copies the chunks the bitmap flags as needs-sync to the
+// secondary, in chunk order, through the same ordered stream as live writes.
+// Each chunk is read under its RangeLock and handed to the stream before the
+// lock is released, so a newer write to the chunk always follows the resync
+// copy in the stream: a stale chunk can never overwrite a newer write. When
+// no chunk is left it sends RESYNC_DONE, after which the secondary's image
+// is consistent again. Thread-safe; owns one thread.
+#pragma once
+
+#include <cstdint>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/bitmap/write_intent_bitmap.h"
+#include "common/block_device.h"
+#include "common/range_lock.h"
+#include "primary/replicator.h"
+
+namespace blockrepl {
+
+class Resyncer {
+ public:
+  struct Progress {
+    bool active = false;
+    uint64_t done_bytes = 0;       // current (or last) pass
+    uint64_t total_bytes = 0;
+    uint64_t resynced_bytes_total = 0;  // all passes since start
+    uint64_t zero_chunks_total = 0;     // chunks sent as "all zeroes" (no payload)
+    double rate_bytes_per_second = 0;
+    double eta_seconds = -1;
+  };
+
+  Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
+           RangeLock* range_lock);
+  ~Resyncer();
+  void Start();
+  void Stop();
+  Progress progress() const;
+
+ private:
+  void Loop();
+  // One walk over the needs-sync chunks on `connection`; false if the
+  // connection broke or we are stopping.
+  bool RunPass(uint64_t connection);
+  bool Stopping() const;
+
+  // Constant after construction.
+  BlockDevice* const local_;
+  WriteIntentBitmap* const bitmap_;
+  Replicator* const replicator_;
+  RangeLock* const range_lock_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Progress progress_ ABSL_GUARDED_BY(mu_);
+  absl::Time pass_start_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace blockrepl

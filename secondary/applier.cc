@@ -1,0 +1,200 @@
+#include "secondary/applier.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace blockrepl {
+
+using replication::Op;
+
+Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta)
+    : volume_(std::move(volume)), store_(store), meta_path_(std::move(meta_path)) {
+  absl::MutexLock lock(&mu_);
+  meta_ = std::move(meta);
+  stats_.consistent = meta_.consistent;
+  stats_.followed_generation = meta_.followed_generation;
+  stats_.applied_seq = stats_.durable_seq = meta_.last_applied_seq;
+}
+
+absl::Status Applier::SaveMeta() {
+  meta_.last_applied_seq = stats_.durable_seq;
+  return meta_.Save(meta_path_);
+}
+
+replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
+                                             const std::string& peer) {
+  replication::HelloReply reply;
+  absl::MutexLock lock(&mu_);
+  reply.set_size_bytes(store_->Size());
+  auto refuse = [&](const std::string& why) {
+    reply.set_accepted(false);
+    reply.set_error(why);
+    stats_.last_error = absl::StrCat("refused primary ", peer, ": ", why);
+    LogError(stats_.last_error);
+    return reply;
+  };
+  if (hello.volume() != volume_) {
+    return refuse(absl::StrCat("volume mismatch: primary sends volume '", hello.volume(),
+                               "', this secondary replicates volume '", volume_, "'"));
+  }
+  if (hello.size_bytes() != store_->Size()) {
+    return refuse(absl::StrCat("size mismatch for volume '", volume_, "': primary has ",
+                               hello.size_bytes(), " bytes, secondary store has ", store_->Size(),
+                               " bytes"));
+  }
+  if (hello.generation().empty()) return refuse("primary sent no generation identifier");
+
+  reply.set_accepted(true);
+  reply.set_last_applied_seq(stats_.applied_seq);
+  reply.set_followed_generation(meta_.followed_generation);
+  reply.set_consistent(meta_.consistent);
+  // The same rule the primary applies: another history means a full sync,
+  // which makes this image a resync target from now on.
+  const bool full_sync = hello.generation() != meta_.followed_generation &&
+                         !(meta_.followed_generation.empty() && hello.assume_clean());
+  if (hello.generation() != meta_.followed_generation) {
+    meta_.followed_generation = hello.generation();
+    if (full_sync) meta_.consistent = false;
+    absl::Status s = SaveMeta();
+    if (!s.ok()) return refuse(absl::StrCat("cannot save metadata: ", s.message()));
+  }
+  stats_.connected = true;
+  stats_.peer = peer;
+  stats_.streams_total++;
+  stats_.last_error.clear();
+  stats_.consistent = meta_.consistent;
+  stats_.followed_generation = meta_.followed_generation;
+  LogInfo("accepted primary ", peer, " for volume '", volume_, "'",
+          full_sync ? " (full sync follows)" : "");
+  return reply;
+}
+
+absl::Status Applier::ValidateOp(const Op& op) const {
+  if (op.seq() <= stats_.applied_seq) {
+    return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(),
+                                                   " is not after applied seq ",
+                                                   stats_.applied_seq));
+  }
+  const uint64_t size = store_->Size();
+  switch (op.kind()) {
+    case Op::BARRIER:
+    case Op::RESYNC_DONE:
+      return absl::OkStatus();
+    case Op::WRITE:
+    case Op::RESYNC:
+      if (op.data().size() != op.length()) {
+        return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": length ",
+                                                       op.length(), " but ", op.data().size(),
+                                                       " bytes of data"));
+      }
+      break;
+    case Op::TRIM:
+    case Op::WRITE_ZEROES:
+    case Op::RESYNC_ZERO:
+      if (!op.data().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": unexpected data"));
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": unknown kind ",
+                                                     static_cast<int>(op.kind())));
+  }
+  if (op.offset() > size || op.length() > size - op.offset()) {
+    return absl::OutOfRangeError(absl::StrCat("op seq ", op.seq(), ": range ", op.offset(), "+",
+                                              op.length(), " is beyond the volume size ", size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Applier::ApplyOp(const Op& op) {
+  switch (op.kind()) {
+    case Op::WRITE:
+      return store_->Write(op.offset(), op.data(), /*fua=*/false);
+    case Op::TRIM:
+      return store_->Trim(op.offset(), op.length(), /*fua=*/false);
+    case Op::WRITE_ZEROES:
+    case Op::RESYNC_ZERO:
+      // Punching holes keeps a sparse replica sparse; either way it reads
+      // back as zeroes, like the primary.
+      return store_->WriteZeroes(op.offset(), op.length(), /*may_trim=*/true, /*fua=*/false);
+    case Op::RESYNC:
+      return store_->Write(op.offset(), op.data(), /*fua=*/false);
+    case Op::BARRIER:
+      return store_->Flush();
+    case Op::RESYNC_DONE: {
+      RETURN_IF_ERROR(store_->Flush());
+      meta_.consistent = true;
+      stats_.durable_seq = op.seq();
+      return SaveMeta();
+    }
+    default:
+      return absl::InternalError("unreachable");
+  }
+}
+
+absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::Ack* ack) {
+  absl::MutexLock lock(&mu_);
+  absl::Status status;
+  for (const Op& op : batch.ops()) {
+    status = ValidateOp(op);
+    if (!status.ok()) break;
+    const bool is_resync = op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
+    if (is_resync && meta_.consistent) {
+      // From here until RESYNC_DONE the image mixes old and new chunks:
+      // record that before the first chunk lands.
+      meta_.consistent = false;
+      status = SaveMeta();
+      if (!status.ok()) break;
+    }
+    status = ApplyOp(op);
+    if (!status.ok()) {
+      status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
+                                                       status.message()));
+      break;
+    }
+    stats_.applied_seq = op.seq();
+    if (op.kind() == Op::BARRIER || op.kind() == Op::RESYNC_DONE) stats_.durable_seq = op.seq();
+    if (op.kind() == Op::WRITE || op.kind() == Op::TRIM || op.kind() == Op::WRITE_ZEROES) {
+      stats_.applied_writes_total++;
+      stats_.applied_bytes_total += op.data().size();
+    }
+    if (is_resync) stats_.resync_bytes_total += op.length();
+  }
+  stats_.consistent = meta_.consistent;
+  stats_.resyncing = !meta_.consistent;
+  ack->set_applied_seq(stats_.applied_seq);
+  ack->set_durable_seq(stats_.durable_seq);
+  if (!status.ok()) {
+    stats_.last_error = std::string(status.message());
+    LogError("volume '", volume_, "': ", status.message());
+  }
+  return status;
+}
+
+void Applier::StreamEnded(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  stats_.connected = false;
+  // Only durable ops count after a crash; save what we know now.
+  absl::Status s = store_->Flush();
+  if (s.ok()) {
+    stats_.durable_seq = stats_.applied_seq;
+    s = SaveMeta();
+  }
+  if (!s.ok()) LogError("volume '", volume_, "': ", s.message());
+  LogInfo("stream from ", stats_.peer, " ended", reason.empty() ? "" : ": ", reason);
+}
+
+absl::Status Applier::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(store_->Flush());
+  stats_.durable_seq = stats_.applied_seq;
+  return SaveMeta();
+}
+
+Applier::Snapshot Applier::snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace blockrepl

@@ -1,0 +1,144 @@
+#include "secondary/applier.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "common/mem_block_device.h"
+
+namespace blockrepl {
+namespace {
+
+using replication::Op;
+
+class ApplierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/blockrepl-applier-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    meta_path_ = dir_ + "/meta";
+    ReplicaMeta meta;
+    meta.volume = "vol";
+    meta.size_bytes = kSize;
+    applier_ = std::make_unique<Applier>("vol", &store_, meta_path_, meta);
+  }
+  void TearDown() override {
+    unlink(meta_path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  replication::Hello Hello(const std::string& volume, uint64_t size) {
+    replication::Hello h;
+    h.set_volume(volume);
+    h.set_size_bytes(size);
+    h.set_generation("gen-a");
+    return h;
+  }
+  static Op MakeOp(uint64_t seq, Op::Kind kind, uint64_t offset, uint64_t length,
+                   std::string data = "") {
+    Op op;
+    op.set_seq(seq);
+    op.set_kind(kind);
+    op.set_offset(offset);
+    op.set_length(length);
+    op.set_data(std::move(data));
+    return op;
+  }
+
+  static constexpr uint64_t kSize = 1 << 20;
+  MemBlockDevice store_{kSize};
+  std::string dir_, meta_path_;
+  std::unique_ptr<Applier> applier_;
+};
+
+TEST_F(ApplierTest, RefusesOtherVolumeAndSizeNamingBoth) {
+  replication::HelloReply r = applier_->HandleHello(Hello("other", kSize), "peer");
+  EXPECT_FALSE(r.accepted());
+  EXPECT_NE(r.error().find("'other'"), std::string::npos);
+  EXPECT_NE(r.error().find("'vol'"), std::string::npos);
+  r = applier_->HandleHello(Hello("vol", kSize * 2), "peer");
+  EXPECT_FALSE(r.accepted());
+  EXPECT_NE(r.error().find(std::to_string(kSize * 2)), std::string::npos);
+  EXPECT_NE(r.error().find(std::to_string(kSize)), std::string::npos);
+  EXPECT_EQ(store_.Contents(), std::string(kSize, 0));
+}
+
+TEST_F(ApplierTest, NewHistoryMakesImageInconsistentUntilResyncDone) {
+  replication::HelloReply r = applier_->HandleHello(Hello("vol", kSize), "peer");
+  ASSERT_TRUE(r.accepted());
+  EXPECT_EQ(r.followed_generation(), "");
+  EXPECT_FALSE(applier_->snapshot().consistent);
+  EXPECT_FALSE(ReplicaMeta::Load(meta_path_)->consistent);
+  replication::Batch batch;
+  *batch.add_ops() = MakeOp(1, Op::RESYNC, 0, 4, "abcd");
+  *batch.add_ops() = MakeOp(2, Op::RESYNC_DONE, 0, 0);
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(batch, &ack).ok());
+  EXPECT_EQ(ack.applied_seq(), 2u);
+  EXPECT_EQ(ack.durable_seq(), 2u);
+  EXPECT_TRUE(applier_->snapshot().consistent);
+  auto meta = ReplicaMeta::Load(meta_path_);
+  EXPECT_TRUE(meta->consistent);
+  EXPECT_EQ(meta->followed_generation, "gen-a");
+}
+
+TEST_F(ApplierTest, AppliesInOrderAndAcksDurableAtBarriers) {
+  ASSERT_TRUE(applier_->HandleHello(Hello("vol", kSize), "peer").accepted());
+  replication::Batch batch;
+  *batch.add_ops() = MakeOp(1, Op::WRITE, 0, 8, "AAAAAAAA");
+  *batch.add_ops() = MakeOp(2, Op::WRITE, 4, 4, "BBBB");
+  *batch.add_ops() = MakeOp(3, Op::BARRIER, 0, 0);
+  *batch.add_ops() = MakeOp(4, Op::TRIM, 0, 2);
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(batch, &ack).ok());
+  EXPECT_EQ(ack.applied_seq(), 4u);
+  EXPECT_EQ(ack.durable_seq(), 3u);
+  EXPECT_EQ(store_.Contents().substr(0, 8), std::string("\0\0AABBBB", 8));
+}
+
+TEST_F(ApplierTest, RejectsMalformedOpsWithoutApplyingThem) {
+  ASSERT_TRUE(applier_->HandleHello(Hello("vol", kSize), "peer").accepted());
+  replication::Ack ack;
+  auto apply_one = [&](Op op) {
+    replication::Batch batch;
+    *batch.add_ops() = std::move(op);
+    return applier_->ApplyBatch(batch, &ack);
+  };
+  EXPECT_EQ(apply_one(MakeOp(1, Op::WRITE, kSize - 2, 4, "XXXX")).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(apply_one(MakeOp(1, Op::WRITE, ~0ull - 1, 4, "XXXX")).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(apply_one(MakeOp(1, Op::WRITE, 0, 5, "XXXX")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(apply_one(MakeOp(1, Op::TRIM, 0, 5, "XXXX")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(apply_one(MakeOp(1, static_cast<Op::Kind>(99), 0, 0)).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(apply_one(MakeOp(5, Op::WRITE, 0, 1, "Z")).ok());
+  EXPECT_EQ(apply_one(MakeOp(5, Op::WRITE, 0, 1, "Y")).code(),
+            absl::StatusCode::kInvalidArgument);  // replayed seq
+  EXPECT_EQ(ack.applied_seq(), 5u);
+  EXPECT_EQ(store_.Contents(), std::string("Z") + std::string(kSize - 1, 0));
+}
+
+TEST_F(ApplierTest, AssumeCleanOnFreshReplicaKeepsItConsistent) {
+  replication::Hello h = Hello("vol", kSize);
+  h.set_assume_clean(true);
+  ASSERT_TRUE(applier_->HandleHello(h, "peer").accepted());
+  EXPECT_TRUE(applier_->snapshot().consistent);
+  EXPECT_EQ(ReplicaMeta::Load(meta_path_)->followed_generation, "gen-a");
+}
+
+TEST(ReplicaMetaTest, CorruptFileIsDataLossNamingTheFile) {
+  char path[] = "/tmp/blockrepl-meta-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "garbage\n", 8), 8);
+  close(fd);
+  auto meta = ReplicaMeta::Load(path);
+  EXPECT_EQ(meta.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(meta.status().message()).find(path), std::string::npos);
+  unlink(path);
+}
+
+}  // namespace
+}  // namespace blockrepl

@@ -1,0 +1,144 @@
+// repl-secondary: receives a volume's replication stream and applies it to
+// a local store, which is never served to clients while it is a backup.
+// Flags and wiring only; the logic lives in Applier and ReplicaService.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <string>
+
+#include "common/admin_server.h"
+#include "common/cli_flags.h"
+#include "common/file_block_device.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/units.h"
+#include "secondary/applier.h"
+#include "secondary/replica_service.h"
+
+namespace blockrepl {
+namespace {
+
+admin::VolumeStatus SecondaryStatus(const Applier& applier, const std::string& store,
+                                    const std::string& meta) {
+  const Applier::Snapshot s = applier.snapshot();
+  admin::VolumeStatus v;
+  v.set_name(applier.volume());
+  v.set_role("secondary");
+  v.set_connection(s.connected ? "connected" : "disconnected");
+  v.set_sync_state(!s.consistent ? "resyncing" : s.connected ? "in_sync" : "out_of_sync");
+  v.set_size_bytes(applier.size());
+  v.set_replicated_bytes_total(s.applied_bytes_total);
+  v.set_replicated_writes_total(s.applied_writes_total);
+  v.set_resynced_bytes_total(s.resync_bytes_total);
+  v.set_peer(s.peer);
+  v.set_store(store);
+  v.set_bitmap_file(meta);
+  v.set_last_error(s.last_error);
+  v.set_applied_seq(s.applied_seq);
+  v.set_acked_seq(s.applied_seq);
+  v.set_durable_seq(s.durable_seq);
+  v.set_consistent(s.consistent);
+  v.set_connects_total(s.streams_total);
+  v.set_generation(s.followed_generation);
+  return v;
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"repl-secondary: receive a volume's replication stream into a local store"};
+  std::string volume, store_path, listen, admin_socket, meta_path, size;
+  app.add_option("--volume", volume, "volume name; a primary of another volume is refused")
+      ->required();
+  app.add_option("--store", store_path, "local store: a file or block device")->required();
+  app.add_option("--listen", listen, "replication listen address HOST:PORT")->required();
+  app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
+  app.add_option("--meta", meta_path, "replica metadata file (default: STORE.meta)");
+  app.add_option("--size", size, "create the store with this size if it does not exist")
+      ->check(SizeValidator());
+  if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
+
+  SetLogProgramName("repl-secondary");
+  BlockTerminationSignals();
+  TuneAllocator();
+  auto store_or = FileBlockDevice::Open(store_path, SizeOrDie(size));
+  if (!store_or.ok()) {
+    LogError(store_or.status().message());
+    return 1;
+  }
+  std::unique_ptr<FileBlockDevice> store = std::move(store_or).value();
+  if (meta_path.empty()) {
+    struct stat st;
+    if (stat(store_path.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+      LogError("--meta is required when the store is a block device");
+      return 2;
+    }
+    meta_path = store_path + ".meta";
+  }
+  auto meta_or = ReplicaMeta::Load(meta_path);
+  ReplicaMeta meta;
+  if (meta_or.ok()) {
+    meta = *meta_or;
+    if (meta.volume != volume || meta.size_bytes != store->Size()) {
+      LogError(meta_path, " belongs to volume '", meta.volume, "' of ", meta.size_bytes,
+               " bytes, but this secondary is started for volume '", volume, "' with a store of ",
+               store->Size(), " bytes; refusing to mix them (move the metadata file away to "
+               "start this store as a new replica)");
+      return 1;
+    }
+  } else if (absl::IsNotFound(meta_or.status())) {
+    meta.volume = volume;
+    meta.size_bytes = store->Size();
+    if (absl::Status s = meta.Save(meta_path); !s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
+  } else {
+    LogError(meta_or.status().message());
+    return 1;
+  }
+
+  Applier applier(volume, store.get(), meta_path, meta);
+  ReplicaService service({{volume, &applier}});
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    LogError("cannot listen for replication on ", listen);
+    return 1;
+  }
+  auto admin = AdminServer::Start(admin_socket, [&] {
+    return std::vector<admin::VolumeStatus>{SecondaryStatus(applier, store_path, meta_path)};
+  });
+  if (!admin.ok()) {
+    LogError(admin.status().message());
+    server->Shutdown();
+    return 1;
+  }
+  LogInfo("volume '", volume, "' (", FormatBytes(store->Size()), ") in ", store_path,
+          ", listening for its primary on ", listen, ", image ",
+          meta.consistent ? "consistent" : "INCONSISTENT (resync target)",
+          meta.followed_generation.empty() ? ", no history yet" : "");
+
+  int sig = WaitForTerminationSignal();
+  LogInfo("signal ", sig, ": stopping");
+  service.CancelAll();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  if (absl::Status s = applier.Shutdown(); !s.ok()) LogError(s.message());
+  (*admin)->Shutdown();
+  LogInfo("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+}  // namespace blockrepl
+
+int main(int argc, char** argv) { return blockrepl::Run(argc, argv); }

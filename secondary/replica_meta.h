@@ -1,0 +1,28 @@
+// ReplicaMeta: what the secondary must remember across restarts: which
+// volume it replicates, the primary history its image follows, whether the
+// image is consistent (not a half-done resync target) and the last applied
+// sequence number. Stored as a small "key=value" text file replaced
+// atomically (write temp, fsync, rename, fsync dir) so a crash leaves the
+// old or the new version, never a torn one. Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace blockrepl {
+
+struct ReplicaMeta {
+  std::string volume;
+  uint64_t size_bytes = 0;
+  std::string followed_generation;  // "" = never synced with any primary
+  bool consistent = true;
+  uint64_t last_applied_seq = 0;
+
+  // NotFound when the file does not exist (a brand-new secondary).
+  static absl::StatusOr<ReplicaMeta> Load(const std::string& path);
+  absl::Status Save(const std::string& path) const;
+};
+
+}  // namespace blockrepl

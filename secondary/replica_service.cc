@@ -1,0 +1,119 @@
+#include "secondary/replica_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/log.h"
+
+namespace blockrepl {
+
+using replication::PrimaryMessage;
+using replication::SecondaryMessage;
+
+ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers)
+    : appliers_(std::move(appliers)) {}
+
+bool ReplicaService::Claim(const std::string& volume, grpc::ServerContext* context) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(volume);
+  if (it != active_.end()) {
+    LogInfo("volume '", volume, "': a new primary stream replaces the active one");
+    it->second->TryCancel();
+    auto free = [this, &volume]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return active_.count(volume) == 0;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&free), absl::Seconds(30))) return false;
+  }
+  active_[volume] = context;
+  return true;
+}
+
+void ReplicaService::Release(const std::string& volume, grpc::ServerContext* context) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(volume);
+  if (it != active_.end() && it->second == context) active_.erase(it);
+}
+
+void ReplicaService::CancelAll() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [volume, context] : active_) context->TryCancel();
+}
+
+grpc::Status ReplicaService::Stream(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<SecondaryMessage, PrimaryMessage>* stream) {
+  PrimaryMessage message;
+  if (!stream->Read(&message)) return grpc::Status(grpc::CANCELLED, "no handshake");
+  if (!message.has_hello()) {
+    return grpc::Status(grpc::INVALID_ARGUMENT, "first message must be a Hello");
+  }
+  const std::string volume = message.hello().volume();
+  auto it = appliers_.find(volume);
+  SecondaryMessage reply;
+  if (it == appliers_.end()) {
+    // Refuse in-band so the primary can show the reason to its operator.
+    std::string known;
+    for (const auto& [name, applier] : appliers_) absl::StrAppend(&known, known.empty() ? "" : ", ", "'", name, "'");
+    std::string error = absl::StrCat("volume mismatch: primary sends volume '", volume,
+                                     "', this secondary replicates volume ", known);
+    LogError("refused primary ", context->peer(), ": ", error);
+    reply.mutable_hello_reply()->set_accepted(false);
+    reply.mutable_hello_reply()->set_error(error);
+    stream->Write(reply);
+    return grpc::Status(grpc::FAILED_PRECONDITION, error);
+  }
+  Applier* applier = it->second;
+  // Validate before claiming: a wrong primary must not kick out the right one.
+  const replication::Hello& hello = message.hello();
+  if (hello.size_bytes() != applier->size()) {
+    *reply.mutable_hello_reply() = applier->HandleHello(hello, context->peer());
+    stream->Write(reply);
+    return grpc::Status(grpc::FAILED_PRECONDITION, reply.hello_reply().error());
+  }
+  if (!Claim(volume, context)) {
+    return grpc::Status(grpc::UNAVAILABLE, "previous stream of this volume did not stop");
+  }
+  *reply.mutable_hello_reply() = applier->HandleHello(hello, context->peer());
+  if (!reply.hello_reply().accepted()) {
+    stream->Write(reply);
+    Release(volume, context);
+    return grpc::Status(grpc::FAILED_PRECONDITION, reply.hello_reply().error());
+  }
+  if (!stream->Write(reply)) {
+    applier->StreamEnded("could not send handshake reply");
+    Release(volume, context);
+    return grpc::Status(grpc::CANCELLED, "could not send handshake reply");
+  }
+
+  grpc::Status result = grpc::Status::OK;
+  std::string reason;
+  while (stream->Read(&message)) {
+    if (!message.has_batch()) {
+      reason = "unexpected message after handshake";
+      result = grpc::Status(grpc::INVALID_ARGUMENT, reason);
+      break;
+    }
+    SecondaryMessage ack_message;
+    absl::Status status = applier->ApplyBatch(message.batch(), ack_message.mutable_ack());
+    if (!status.ok()) {
+      // Ack what was applied, then report the failure; the primary marks
+      // the rest for resync and reconnects.
+      stream->Write(ack_message);
+      SecondaryMessage error;
+      error.mutable_error()->set_message(std::string(status.message()));
+      stream->Write(error);
+      reason = std::string(status.message());
+      result = grpc::Status(grpc::ABORTED, reason);
+      break;
+    }
+    if (!stream->Write(ack_message)) {
+      reason = "ack write failed";
+      break;
+    }
+  }
+  if (context->IsCancelled() && reason.empty()) reason = "cancelled";
+  applier->StreamEnded(reason);
+  Release(volume, context);
+  return result;
+}
+
+}  // namespace blockrepl
