@@ -10,8 +10,8 @@ MemBlockDevice::MemBlockDevice(uint64_t size) : size_(size), data_(size, '\0') {
 
 absl::Status MemBlockDevice::CheckRange(uint64_t offset, uint64_t length, const char* op) const {
   if (offset > size_ || length > size_ - offset) {
-    return absl::OutOfRangeError(absl::StrCat("mem ", op, " @", offset, "+", length,
-                                              " beyond size ", size_));
+    return absl::OutOfRangeError(
+        absl::StrCat("mem ", op, " @", offset, "+", length, " beyond size ", size_));
   }
   return absl::OkStatus();
 }

@@ -20,16 +20,12 @@
 namespace blockrepl {
 namespace {
 
-// --bitmap=FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]] (mdadm's spelling). In this
-// version the bitmap lives in memory: FILE must be "memory" (or empty).
-absl::Status ParseBitmapSpec(const std::string& spec, PrimaryVolumeOptions* o) {
+// --bitmap=FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]] (mdadm's spelling). FILE
+// "memory" keeps the bits in memory only (a restart means a full resync).
+absl::Status ParseBitmapSpec(const std::string& spec, BitmapSpec* b) {
   std::vector<std::string> parts = absl::StrSplit(spec, ',');
   if (parts.size() > 3) return absl::InvalidArgumentError("--bitmap takes FILE[,CHUNK[,SLEEP]]");
-  if (!parts[0].empty() && parts[0] != "memory") {
-    return absl::UnimplementedError(absl::StrCat(
-        "--bitmap=", parts[0], ": persistent bitmap files are not supported by this version; "
-        "use --bitmap=memory[,CHUNK[,SLEEP]]"));
-  }
+  b->path = parts[0] == "memory" ? "" : parts[0];
   if (parts.size() >= 2 && !parts[1].empty()) {
     auto chunk = ParseSize(parts[1]);
     if (!chunk.ok()) return chunk.status();
@@ -37,7 +33,8 @@ absl::Status ParseBitmapSpec(const std::string& spec, PrimaryVolumeOptions* o) {
       return absl::InvalidArgumentError(absl::StrCat(
           "bitmap chunk size ", parts[1], " must be a power of two between 4K and 1G"));
     }
-    o->chunk_size = static_cast<uint32_t>(*chunk);
+    b->chunk_size = static_cast<uint32_t>(*chunk);
+    b->chunk_size_given = true;
   }
   if (parts.size() == 3 && !parts[2].empty()) {
     double seconds = 0;
@@ -45,7 +42,8 @@ absl::Status ParseBitmapSpec(const std::string& spec, PrimaryVolumeOptions* o) {
       return absl::InvalidArgumentError(
           absl::StrCat("bitmap daemon sleep '", parts[2], "' must be seconds in (0, 3600]"));
     }
-    o->daemon_sleep = absl::Seconds(seconds);
+    b->daemon_sleep = absl::Seconds(seconds);
+    b->daemon_sleep_given = true;
   }
   return absl::OkStatus();
 }
@@ -62,7 +60,8 @@ int Run(int argc, char** argv) {
   auto* unix_opt = app.add_option("--nbd-socket", nbd_socket, "serve NBD on a unix socket");
   tcp->excludes(unix_opt);
   app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
-  app.add_option("--bitmap", bitmap_spec, "write-intent bitmap: memory[,CHUNK_BYTES[,DAEMON_SLEEP_S]]")
+  app.add_option("--bitmap", bitmap_spec,
+                 "write-intent bitmap FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]]; FILE 'memory' = no file")
       ->capture_default_str();
   auto* async_opt = app.add_option("--async", async_window, "max writes in flight to the secondary")
                         ->check(CLI::Range(1, 1 << 20))
@@ -80,12 +79,14 @@ int Run(int argc, char** argv) {
       ->check(SizeValidator());
   app.add_flag("--assume-clean", o.assume_clean,
                "a brand-new secondary already holds the same data: skip the initial full sync");
+  app.add_flag("--force-full-resync", o.bitmap.force_full_resync,
+               "replace a bitmap file that is damaged or does not fit, and copy everything");
   if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
   if (nbd_listen.empty() == nbd_socket.empty()) {
     fprintf(stderr, "repl-primary: exactly one of --nbd-listen or --nbd-socket is required\n");
     return 2;
   }
-  if (absl::Status s = ParseBitmapSpec(bitmap_spec, &o); !s.ok()) {
+  if (absl::Status s = ParseBitmapSpec(bitmap_spec, &o.bitmap); !s.ok()) {
     fprintf(stderr, "repl-primary: %s\n", std::string(s.message()).c_str());
     return 2;
   }

@@ -7,18 +7,6 @@
 #include "primary/grpc_replication_channel.h"
 
 namespace blockrepl {
-namespace {
-
-// A fresh identifier for this primary's data history. The bitmap lives in
-// memory, so after a restart nothing proves the secondary is only behind by
-// what a bitmap recorded: a new history forces a full sync.
-std::string NewGeneration() {
-  std::random_device random;
-  return absl::StrFormat("%08x%08x%08x%08x", random(), random(), random(), random());
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
     PrimaryVolumeOptions options) {
   std::unique_ptr<PrimaryVolume> v(new PrimaryVolume(std::move(options)));
@@ -26,23 +14,36 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   auto store = FileBlockDevice::Open(o.store_path, o.create_size);
   if (!store.ok()) return store.status();
   v->store_ = std::move(store).value();
-  v->generation_ = NewGeneration();
-  v->bitmap_ = std::make_unique<WriteIntentBitmap>(v->store_->Size(), o.chunk_size,
-                                                   std::make_unique<MemoryBitmapStore>());
+  auto opened = OpenBitmap(o.bitmap, v->store_->Size());
+  if (!opened.ok()) return opened.status();
+  v->opened_bitmap_ = std::move(opened).value();
+  v->bitmap_ = v->opened_bitmap_.bitmap.get();
+  if (BitmapFile* file = v->opened_bitmap_.file; file != nullptr) {
+    // Running: not clean until a clean shutdown says so. This also proves
+    // the file is writable before any client write depends on it.
+    BitmapHeader header = file->header();
+    header.generation = v->opened_bitmap_.generation;
+    header.state = 0;
+    header.daemon_sleep_ms =
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(v->opened_bitmap_.daemon_sleep));
+    absl::Status s = file->WriteHeader(header);
+    if (!s.ok()) return s;
+  }
+  LogInfo(v->opened_bitmap_.startup_note);
   v->channel_ = MakeGrpcReplicationChannel(o.secondary);
   ReplicatorOptions r;
   r.volume = o.volume;
   r.size_bytes = v->store_->Size();
-  r.chunk_size = o.chunk_size;
-  r.generation = v->generation_;
+  r.chunk_size = v->bitmap_->chunk_size();
+  r.generation = v->opened_bitmap_.generation;
   r.assume_clean = o.assume_clean;
   r.max_inflight_writes = o.max_inflight_writes;
   r.max_inflight_bytes = o.max_inflight_bytes;
   r.max_epoch_writes = o.max_epoch_writes;
-  v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_.get(), v->channel_.get());
-  v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_.get(),
+  v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
+  v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_,
                                             v->replicator_.get(), &v->range_lock_);
-  v->volume_ = std::make_unique<ReplicatingVolume>(v->store_.get(), v->bitmap_.get(),
+  v->volume_ = std::make_unique<ReplicatingVolume>(v->store_.get(), v->bitmap_,
                                                    v->replicator_.get(), &v->range_lock_, o.sync);
   return v;
 }
@@ -50,20 +51,21 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
 PrimaryVolume::~PrimaryVolume() { Shutdown(); }
 
 void PrimaryVolume::Start() {
+  started_ = true;
   replicator_->Start();
   resyncer_->Start();
   daemon_ = std::thread([this] { ClearingDaemon(); });
 }
 
 void PrimaryVolume::ClearingDaemon() {
-  while (!stop_daemon_.WaitForNotificationWithTimeout(options_.daemon_sleep)) {
+  while (!stop_daemon_.WaitForNotificationWithTimeout(opened_bitmap_.daemon_sleep)) {
     absl::Status s = bitmap_->ClearingPass();
     if (!s.ok()) LogError("bitmap clearing: ", s.message());
   }
 }
 
 void PrimaryVolume::Shutdown() {
-  if (shut_down_) return;
+  if (!started_ || shut_down_) return;
   shut_down_ = true;
   resyncer_->Stop();
   // Close the epoch and give the secondary a moment to make it durable, so
@@ -77,6 +79,13 @@ void PrimaryVolume::Shutdown() {
   if (daemon_.joinable()) daemon_.join();
   absl::Status s = bitmap_->ClearAllClearable();
   if (!s.ok()) LogError("bitmap clearing at shutdown: ", s.message());
+  if (BitmapFile* file = opened_bitmap_.file; file != nullptr && s.ok()) {
+    BitmapHeader header = file->header();
+    header.state = BitmapHeader::kStateClean;
+    if (bitmap_->counts().bits_set == 0) header.events_cleared = header.events + 1;
+    s = file->WriteHeader(header);
+    if (!s.ok()) LogError("bitmap header at shutdown: ", s.message());
+  }
   s = store_->Flush();
   if (!s.ok()) LogError(s.message());
 }
@@ -124,7 +133,7 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_sent_seq(r.sent_seq);
   s.set_consistent(r.peer_consistent);
   s.set_connects_total(r.connects_total);
-  s.set_generation(generation_);
+  s.set_generation(opened_bitmap_.generation);
   s.set_bitmap_pages(counts.total_pages);
   s.set_bitmap_dirty_pages(counts.dirty_pages);
   return s;

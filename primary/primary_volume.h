@@ -15,6 +15,7 @@
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/file_block_device.h"
 #include "common/range_lock.h"
+#include "primary/bitmap_setup.h"
 #include "primary/replicating_volume.h"
 #include "primary/replication_channel.h"
 #include "primary/replicator.h"
@@ -27,8 +28,7 @@ struct PrimaryVolumeOptions {
   std::string store_path;
   uint64_t create_size = 0;       // create the store file with this size if missing
   std::string secondary;          // HOST:PORT
-  uint32_t chunk_size = 65536;
-  absl::Duration daemon_sleep = absl::Seconds(5);
+  BitmapSpec bitmap;
   bool sync = false;
   bool assume_clean = false;
   uint64_t max_inflight_writes = 512;
@@ -56,9 +56,9 @@ class PrimaryVolume {
   void ClearingDaemon();
 
   const PrimaryVolumeOptions options_;
-  std::string generation_;
   std::unique_ptr<FileBlockDevice> store_;
-  std::unique_ptr<WriteIntentBitmap> bitmap_;
+  OpenedBitmap opened_bitmap_;     // identity, history, and the bitmap file
+  WriteIntentBitmap* bitmap_ = nullptr;  // == opened_bitmap_.bitmap
   RangeLock range_lock_;
   std::unique_ptr<ReplicationChannel> channel_;
   std::unique_ptr<Replicator> replicator_;
@@ -66,6 +66,7 @@ class PrimaryVolume {
   std::unique_ptr<ReplicatingVolume> volume_;
   absl::Notification stop_daemon_;
   std::thread daemon_;
+  bool started_ = false;    // Start() ran: threads exist
   bool shut_down_ = false;
 };
 

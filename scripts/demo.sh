@@ -60,8 +60,15 @@ stop_one() {
 # sync_state of the primary, or "unreachable"
 primary_state() {
   "$BIN/replctl" --admin-socket="$PRIMARY_ADMIN" status --json 2>/dev/null |
-    "$PY" -c 'import json,sys; v=json.load(sys.stdin)["volumes"][0]; print(v["connection"], v["sync_state"], v.get("resync_done_bytes",0), v.get("resync_total_bytes",0), v.get("last_error",""))' \
-    2>/dev/null || echo "unreachable"
+    "$PY" -c '
+import json, sys
+v = json.load(sys.stdin)["volumes"][0]
+out = v["connection"] + " " + v["sync_state"]
+if v["sync_state"] == "resyncing":
+    out += " (%d/%d MiB)" % (v["resync_done_bytes"] >> 20, v["resync_total_bytes"] >> 20)
+if v.get("last_error"):
+    out += ", last error: " + v["last_error"]
+print(out)' 2>/dev/null || echo "unreachable"
 }
 
 print_usage_info() {

@@ -15,14 +15,16 @@
 
 namespace blockrepl {
 
-// Bits are grouped in pages of this many bytes (32768 chunks per page), the
-// unit of bitmap I/O, as in md.
-inline constexpr uint64_t kBitmapPageBytes = 4096;
+// Bits are grouped in pages, the unit of bitmap I/O, as in md. A page holds
+// 4080 bytes of bits (32640 chunks) so that, on disk, bits plus a 16-byte
+// checksummed trailer fill exactly one 4 KiB block.
+inline constexpr uint64_t kBitmapPageBytes = 4080;
 inline constexpr uint64_t kBitsPerPage = kBitmapPageBytes * 8;
+inline constexpr uint64_t kWordsPerPage = kBitmapPageBytes / 8;
 
 struct BitmapPage {
   uint64_t index;              // page number
-  std::vector<uint64_t> words; // kBitmapPageBytes / 8 words, bit i of word w = chunk page*32768+w*64+i
+  std::vector<uint64_t> words; // kWordsPerPage words; bit i of word w = chunk page*kBitsPerPage+w*64+i
 };
 
 class BitmapStore {

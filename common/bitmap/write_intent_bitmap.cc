@@ -10,7 +10,7 @@ WriteIntentBitmap::WriteIntentBitmap(uint64_t volume_size, uint32_t chunk_size,
     : volume_size_(volume_size),
       chunk_size_(chunk_size),
       chunk_count_((volume_size + chunk_size - 1) / chunk_size),
-      store_(std::move(store)) {
+      store_(store ? std::move(store) : std::make_unique<MemoryBitmapStore>()) {
   assert(chunk_size >= 4096 && (chunk_size & (chunk_size - 1)) == 0);
   absl::MutexLock lock(&mu_);
   const uint64_t pages = (chunk_count_ + kBitsPerPage - 1) / kBitsPerPage;
@@ -100,6 +100,19 @@ absl::Status WriteIntentBitmap::PersistUpTo(uint64_t version) {
     durable_version_ = std::max(durable_version_, snapshot_version);
   }
   return absl::OkStatus();
+}
+
+void WriteIntentBitmap::LoadPersistedBits(const std::vector<uint64_t>& words) {
+  absl::MutexLock lock(&mu_);
+  for (uint64_t chunk = 0; chunk < chunk_count_ && chunk / 64 < words.size(); ++chunk) {
+    if (!((words[chunk / 64] >> (chunk % 64)) & 1)) continue;
+    UpdateState(chunk, state_[chunk] | kNeedsSync);
+    if (!BitIsSet(chunk)) {
+      bits_[chunk / 64] |= uint64_t{1} << (chunk % 64);
+      ++page_bits_set_[chunk / kBitsPerPage];
+      ++bits_set_;
+    }
+  }
 }
 
 absl::Status WriteIntentBitmap::StartWrite(ChunkRange range) {

@@ -57,6 +57,11 @@ class WriteIntentBitmap {
   uint64_t ChunkOffset(uint64_t chunk) const { return chunk * chunk_size_; }
   uint64_t ChunkLength(uint64_t chunk) const;
 
+  // Startup: adopts bits persisted by an earlier run (kWordsPerPage words
+  // per page). Every set bit may differ from the secondary: it becomes
+  // needs-sync. No bitmap I/O (the bits are already durable).
+  void LoadPersistedBits(const std::vector<uint64_t>& words);
+
   // Marks the chunks as being written: count++, bit set. Returns after the
   // bits are durable. On a bitmap I/O error nothing may be written: the
   // caller fails the client's request (and must still call EndWrite).

@@ -122,12 +122,12 @@ TEST(WriteIntentBitmapTest, ResyncTakesChunkUntilDurable) {
 }
 
 TEST(WriteIntentBitmapTest, NextNeedsSyncSkipsCleanWordsAcrossPages) {
-  Fixture f(8ull << 30);  // 131072 chunks: 4 pages
+  Fixture f(8ull << 30);  // 131072 chunks: 5 pages of 32640
   ASSERT_TRUE(f.bitmap->MarkNeedsSync(ChunkRange{100000, 100001}).ok());
   EXPECT_EQ(f.bitmap->NextNeedsSync(0), 100000u);
   EXPECT_FALSE(f.bitmap->NextNeedsSync(100001).has_value());
   EXPECT_EQ(f.bitmap->counts().dirty_pages, 1u);
-  EXPECT_EQ(f.bitmap->counts().total_pages, 4u);
+  EXPECT_EQ(f.bitmap->counts().total_pages, 5u);
 }
 
 TEST(WriteIntentBitmapTest, FailedBitmapWriteFailsTheWriterAndIsRetried) {

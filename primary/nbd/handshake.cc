@@ -159,8 +159,8 @@ class Negotiation {
     }
     const Export* e = FindExport(exports_, name);
     if (e == nullptr) {
-      RETURN_IF_ERROR(Reply(option, kRepErrUnknown,
-                            absl::StrCat("unknown export '", AbslView(name), "'")));
+      RETURN_IF_ERROR(
+          Reply(option, kRepErrUnknown, absl::StrCat("unknown export '", AbslView(name), "'")));
       return nullptr;
     }
 

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -118,7 +119,8 @@ int Main(int argc, char** argv) {
     }
   }
   if (path.empty()) return Usage();
-  if (options.tcp_listen.empty() && options.unix_socket.empty()) options.tcp_listen = "127.0.0.1:10809";
+  if (options.tcp_listen.empty() && options.unix_socket.empty())
+    options.tcp_listen = "127.0.0.1:10809";
 
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
@@ -149,7 +151,12 @@ int Main(int argc, char** argv) {
   fflush(stdout);
   int sig;
   sigwait(&signals, &sig);
+  auto stop_start = std::chrono::steady_clock::now();
   (*server)->Stop();
+  printf("signal %d: stopped in %lld ms\n", sig,
+         static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - stop_start)
+                                    .count()));
 
   const nbd::Stats& s = (*server)->stats();
   static const char* kNames[] = {"read", "write", "disc", "flush", "trim", "cache", "zero", "bs"};

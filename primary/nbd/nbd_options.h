@@ -26,10 +26,10 @@ struct Export {
 };
 
 struct ServerOptions {
-  std::string tcp_listen;   // "HOST:PORT" (IPv4, [v6]; port 0 = pick); or empty
-  std::string unix_socket;  // path; or empty. Exactly one of the two is set.
+  std::string tcp_listen;           // "HOST:PORT" (IPv4, [v6]; port 0 = pick); or empty
+  std::string unix_socket;          // path; or empty. Exactly one of the two is set.
   uint32_t max_payload = 32 << 20;  // NBD_INFO_BLOCK_SIZE max and the request cap
-  int worker_threads = 64;  // requests may block a long time (replication window, acks)
+  int worker_threads = 64;          // requests may block a long time (replication window, acks)
   int max_requests_per_connection = 128;  // the reader stops reading when reached
   uint64_t max_buffered_bytes_per_connection = 128ull << 20;
 };
@@ -42,8 +42,8 @@ struct Stats {
   std::atomic<uint64_t> errors[kNumStatsCommands] = {};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> connections_active{0};
-  std::atomic<uint64_t> bytes_read{0};     // payload bytes of successful READ replies
-  std::atomic<uint64_t> bytes_written{0};  // payload bytes of successful WRITEs
+  std::atomic<uint64_t> bytes_read{0};          // bytes of successful READs (device side)
+  std::atomic<uint64_t> bytes_written{0};       // payload bytes of successful WRITEs
   std::atomic<uint64_t> handshake_failures{0};  // dropped before transmission (not ABORT)
 };
 

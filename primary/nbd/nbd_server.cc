@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "primary/nbd/socket_io.h"
 
@@ -27,6 +28,8 @@ namespace {
 constexpr uint32_t kMinPayload = 512;
 constexpr uint32_t kMaxPayloadLimit = 1u << 30;
 constexpr size_t kMaxExportName = 4096;  // the spec's string limit
+// How long Stop() lets sessions deliver the replies of finished requests.
+constexpr absl::Duration kStopGrace = absl::Seconds(2);
 
 uint32_t FloorPow2(uint32_t v) {
   uint32_t p = 1;
@@ -39,9 +42,8 @@ absl::Status ValidateOptions(const ServerOptions& o, std::vector<Export>& export
     return absl::InvalidArgumentError("nbd: exactly one of tcp_listen and unix_socket must be set");
   }
   if (o.max_payload < kMinPayload || o.max_payload > kMaxPayloadLimit) {
-    return absl::InvalidArgumentError(absl::StrCat("nbd: max_payload ", o.max_payload,
-                                                   " outside [", kMinPayload, ", ",
-                                                   kMaxPayloadLimit, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("nbd: max_payload ", o.max_payload, " outside [",
+                                                   kMinPayload, ", ", kMaxPayloadLimit, "]"));
   }
   if (o.worker_threads < 1 || o.max_requests_per_connection < 1 ||
       o.max_buffered_bytes_per_connection < 1) {
@@ -56,8 +58,8 @@ absl::Status ValidateOptions(const ServerOptions& o, std::vector<Export>& export
       return absl::InvalidArgumentError(absl::StrCat("nbd: export '", e.name, "' has no device"));
     }
     if (e.name.size() > kMaxExportName || e.description.size() > kMaxExportName) {
-      return absl::InvalidArgumentError(absl::StrCat("nbd: export '", e.name.substr(0, 64),
-                                                     "...' name or description too long"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("nbd: export '", e.name.substr(0, 64), "...' name or description too long"));
     }
     if (!names.insert(e.name).second) {
       return absl::InvalidArgumentError(absl::StrCat("nbd: duplicate export '", e.name, "'"));
@@ -115,8 +117,8 @@ absl::Status NbdServer::Listen() {
     struct stat st;
     if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
       int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      bool live = probe >= 0 && connect(probe, reinterpret_cast<struct sockaddr*>(&sun),
-                                        sizeof(sun)) == 0;
+      bool live =
+          probe >= 0 && connect(probe, reinterpret_cast<struct sockaddr*>(&sun), sizeof(sun)) == 0;
       if (probe >= 0) close(probe);
       if (live) return absl::AlreadyExistsError(absl::StrCat("nbd: ", path, " is in use"));
       unlink(path.c_str());
@@ -155,8 +157,7 @@ absl::Status NbdServer::Listen() {
   struct addrinfo* res = nullptr;
   int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nbd: resolve ", spec, ": ", gai_strerror(rc)));
+    return absl::InvalidArgumentError(absl::StrCat("nbd: resolve ", spec, ": ", gai_strerror(rc)));
   }
   absl::Status last = absl::UnavailableError(absl::StrCat("nbd: no address for ", spec));
   for (struct addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
@@ -234,6 +235,7 @@ void NbdServer::AcceptLoop() {
     c.thread = std::thread([this, s = c.session.get()] {
       s->Run();
       stats_.connections_active.fetch_sub(1, std::memory_order_relaxed);
+      absl::MutexLock lock(&mu_);  // lets Stop() re-check its wait condition
     });
   }
 }
@@ -268,13 +270,24 @@ void NbdServer::Stop() {
     if (unix_bound_) unlink(options_.unix_socket.c_str());
   }
 
-  // No new connections can appear now; sessions finish their in-flight
-  // requests (the pool still runs) and close.
+  // No new connections can appear now. Sessions stop reading, finish the
+  // requests in flight (the pool still runs), send their replies and close;
+  // a peer that does not read its replies gets kStopGrace, then a hard close.
+  // Device calls cannot be interrupted: Stop() waits for them regardless.
   std::list<Connection> connections;
   {
     absl::MutexLock lock(&mu_);
     for (Connection& c : connections_) c.session->Shutdown();
     connections.swap(connections_);
+    auto all_done = [&connections] {
+      for (const Connection& c : connections) {
+        if (!c.session->done()) return false;
+      }
+      return true;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&all_done), kStopGrace)) {
+      for (Connection& c : connections) c.session->ForceShutdown();
+    }
   }
   for (Connection& c : connections) c.thread.join();
   connections.clear();

@@ -57,7 +57,7 @@ class NbdServer {
   std::string address_;
   int listen_fd_ = -1;
   bool unix_bound_ = false;  // we created the socket file, so Stop() removes it
-  int wake_fd_ = -1;  // eventfd: makes the accept loop's poll return on Stop()
+  int wake_fd_ = -1;         // eventfd: makes the accept loop's poll return on Stop()
 
   Stats stats_;
   WorkerPool pool_;

@@ -56,13 +56,11 @@ TEST(NbdServerTest, PreferredBlockSizeIsClampedToAPowerOfTwoWithinMaxPayload) {
   MemBlockDevice dev(1 << 20);
   ServerOptions options = TcpOptions();
   options.max_payload = 1 << 20;
-  auto server = NbdServer::Start(options, {{"big", "", &dev, 64u << 20},
-                                           {"odd", "", &dev, 3000},
-                                           {"small", "", &dev, 1}});
+  auto server = NbdServer::Start(
+      options, {{"big", "", &dev, 64u << 20}, {"odd", "", &dev, 3000}, {"small", "", &dev, 1}});
   ASSERT_TRUE(server.ok()) << server.status();
-  for (auto [name, want] : {std::pair<const char*, uint32_t>{"big", 1u << 20},
-                            {"odd", 2048u},
-                            {"small", 512u}}) {
+  for (auto [name, want] :
+       {std::pair<const char*, uint32_t>{"big", 1u << 20}, {"odd", 2048u}, {"small", 512u}}) {
     auto c = TestClient::Connect((*server)->address());
     ASSERT_TRUE(c.ok()) << c.status();
     auto go = c->Handshake(name);
@@ -151,8 +149,31 @@ TEST(NbdServerTest, StopWithConnectedIdleClientsReturnsPromptly) {
   for (TestClient& c : clients) EXPECT_TRUE(c.WaitForClose());
   EXPECT_EQ((*server)->stats().connections_active.load(), 0u);
   EXPECT_EQ((*server)->stats().handshake_failures.load(), 0u);  // our own Stop is no failure
-  (*server)->Stop();  // idempotent
+  (*server)->Stop();                                            // idempotent
   EXPECT_FALSE(TestClient::Connect((*server)->address()).ok());
+}
+
+TEST(NbdServerTest, StopDoesNotHangOnAClientThatNeverReadsItsReplies) {
+  MemBlockDevice dev(1 << 20);
+  auto server = NbdServer::Start(TcpOptions(), {{"a", "", &dev}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto c = TestClient::Connect((*server)->address());
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->Handshake("a").ok());
+  // 64 MiB of replies nobody reads: far more than the socket buffers hold,
+  // so a worker ends up blocked in send().
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE(c->SendRequest(kCmdRead, 0, i, 0, 1 << 20).ok());
+  }
+  const Stats& stats = (*server)->stats();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (stats.requests[kCmdRead].load() < 64 && std::chrono::steady_clock::now() < deadline) {
+    usleep(1000);
+  }
+  ASSERT_EQ(stats.requests[kCmdRead].load(), 64u);
+  auto start = std::chrono::steady_clock::now();
+  (*server)->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 }  // namespace

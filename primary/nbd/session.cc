@@ -37,6 +37,13 @@ void Session::Shutdown() {
   stop_requested_.store(true, std::memory_order_relaxed);
   absl::MutexLock lock(&mu_);
   stopping_ = true;
+  if (!closed_) shutdown(fd_, SHUT_RD);
+}
+
+void Session::ForceShutdown() {
+  stop_requested_.store(true, std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
   if (!closed_) shutdown(fd_, SHUT_RDWR);
 }
 
@@ -57,8 +64,7 @@ void Session::Run() {
   // after the last one, and under mu_ so Shutdown() never hits a reused fd.
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->in_flight_ == 0; },
-      this));
+      +[](Session* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->in_flight_ == 0; }, this));
   close(fd_);
   closed_ = true;
   done_.store(true, std::memory_order_release);
@@ -97,7 +103,9 @@ void Session::Transmission(const Export& e) {
       // in bounded pieces to stay in sync, never buffer it.
       s = Discard(fd_, req->length);
       if (!s.ok()) {
-        Log(absl::StrCat("discarding refused write payload: ", s.message(), ", closing"));
+        if (!stop_requested_.load(std::memory_order_relaxed)) {
+          Log(absl::StrCat("discarding refused write payload: ", s.message(), ", closing"));
+        }
         return;
       }
     }
@@ -115,7 +123,9 @@ void Session::Transmission(const Export& e) {
     if (HasPayload(req->type)) {
       s = ReadFull(fd_, absl::Span<char>(req->data.get(), req->length));
       if (!s.ok()) {
-        Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
+        if (!stop_requested_.load(std::memory_order_relaxed)) {
+          Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
+        }
         absl::MutexLock lock(&mu_);
         --in_flight_;
         buffered_bytes_ -= buffered;
@@ -224,8 +234,7 @@ void Session::SendReply(uint64_t cookie, uint32_t error, absl::Span<const char> 
   PutU32(header, kSimpleReplyMagic);
   PutU32(header + 4, error);
   PutU64(header + 8, cookie);
-  struct iovec iov[2] = {{header, sizeof(header)},
-                         {const_cast<char*>(data.data()), data.size()}};
+  struct iovec iov[2] = {{header, sizeof(header)}, {const_cast<char*>(data.data()), data.size()}};
   absl::MutexLock lock(&write_mu_);
   if (broken_) return;
   absl::Status s = WriteFullv(fd_, iov, data.empty() ? 1 : 2);

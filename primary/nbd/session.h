@@ -2,8 +2,8 @@
 // (recv -> validate -> device call on the shared worker pool -> reply).
 // Run() owns the socket's read side and is called once, on the session's
 // own thread; requests execute concurrently on the pool and reply out of
-// order under write_mu_. Shutdown() may be called from any thread and makes
-// Run() return once the requests already in flight have finished.
+// order under write_mu_. Shutdown()/ForceShutdown() may be called from any
+// thread and make Run() return once the requests in flight have finished.
 #pragma once
 
 #include <atomic>
@@ -24,8 +24,8 @@ class Session {
  public:
   // Takes ownership of the connected socket `fd`. `exports`, `options`,
   // `pool` and `stats` must outlive the session.
-  Session(int fd, std::string peer, absl::Span<const Export> exports,
-          const ServerOptions& options, WorkerPool* pool, Stats* stats);
+  Session(int fd, std::string peer, absl::Span<const Export> exports, const ServerOptions& options,
+          WorkerPool* pool, Stats* stats);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -34,8 +34,11 @@ class Session {
   // Shutdown(); waits for in-flight requests, then closes the socket.
   void Run();
 
-  // Unblocks Run(): shuts the socket down both ways. Idempotent.
+  // Stops reading (shutdown(SHUT_RD) unblocks Run()'s recv); requests in
+  // flight still finish and send their replies. Idempotent.
   void Shutdown();
+  // Also stops writing, for a peer that does not read its replies. Idempotent.
+  void ForceShutdown();
 
   // True once Run() has returned (the thread may be joined without waiting).
   bool done() const { return done_.load(std::memory_order_acquire); }
@@ -75,7 +78,7 @@ class Session {
   std::atomic<bool> stop_requested_{false};
 
   // Serialises replies so header and data stay together on the wire.
-  absl::Mutex write_mu_;  // never held together with mu_
+  absl::Mutex write_mu_;                            // never held together with mu_
   bool broken_ ABSL_GUARDED_BY(write_mu_) = false;  // a send failed; skip the rest
 
   // State below is protected by mu_.

@@ -2,9 +2,11 @@
 // device calls it makes, error mapping, concurrency and backpressure.
 #include "primary/nbd/session.h"
 
+#include <chrono>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "common/mem_block_device.h"
@@ -254,12 +256,32 @@ TEST_F(SessionTest, DiscWaitsForInFlightRepliesThenCloses) {
   EXPECT_EQ(dev_.Contents().substr(0, 4), "abcd");
 }
 
+TEST_F(SessionTest, StopLetsRequestsInFlightFinishAndReply) {
+  dev_.Gate();
+  ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, 5, 0, 4, "last").ok());
+  ASSERT_TRUE(dev_.WaitForWriters(1));
+  std::thread stopper([this] { server_->Stop(); });
+  // Once the listener is gone Stop() is under way (it shuts sessions next).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (TestClient::Connect(server_->address()).ok() &&
+         std::chrono::steady_clock::now() < deadline) {
+  }
+  dev_.ReleaseAll();
+  auto reply = client_->ReadReply();
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->cookie, 5u);
+  EXPECT_EQ(reply->error, 0u);
+  EXPECT_TRUE(client_->WaitForClose());
+  stopper.join();
+  EXPECT_EQ(dev_.Contents().substr(0, 4), "last");
+}
+
 TEST_F(SessionTest, ConcurrentRequestsCompleteOutOfOrder) {
   constexpr int kRequests = 16;
   dev_.Gate();
   for (int i = 0; i < kRequests; ++i) {
-    ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, i, i * 4096, 4096, std::string(4096, 'a' + i))
-                    .ok());
+    ASSERT_TRUE(
+        client_->SendRequest(kCmdWrite, 0, i, i * 4096, 4096, std::string(4096, 'a' + i)).ok());
   }
   ASSERT_TRUE(dev_.WaitForWriters(kRequests));  // all of them inside the device at once
   for (int i = kRequests - 1; i >= 0; --i) {
@@ -314,8 +336,7 @@ TEST_F(SessionLimitsTest, ReaderStopsAtTheBufferedBytesLimit) {
   StartServer(options);
   dev_.Gate();
   for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(
-        client_->SendRequest(kCmdWrite, 0, i, i * 4096, 4096, std::string(4096, 'z')).ok());
+    ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, i, i * 4096, 4096, std::string(4096, 'z')).ok());
   }
   ASSERT_TRUE(dev_.WaitForWriters(2));
   dev_.ReleaseAll();

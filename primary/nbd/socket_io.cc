@@ -110,9 +110,8 @@ std::string PeerName(int fd) {
 }
 
 void LogConnection(std::string_view who, std::string_view message) {
-  LogLine(LogLevel::kWarning,
-          absl::StrCat("nbd: ", absl::string_view(who.data(), who.size()), ": ",
-                       absl::string_view(message.data(), message.size())));
+  LogLine(LogLevel::kWarning, absl::StrCat("nbd: ", absl::string_view(who.data(), who.size()), ": ",
+                                           absl::string_view(message.data(), message.size())));
 }
 
 }  // namespace blockrepl::nbd

@@ -169,8 +169,7 @@ absl::StatusOr<uint32_t> TestClient::Read(uint64_t offset, uint32_t length, std:
   return r.error;
 }
 
-absl::StatusOr<uint32_t> TestClient::Write(uint64_t offset, std::string_view data,
-                                           uint16_t flags) {
+absl::StatusOr<uint32_t> TestClient::Write(uint64_t offset, std::string_view data, uint16_t flags) {
   uint64_t cookie = next_cookie_++;
   RETURN_IF_ERROR(
       SendRequest(kCmdWrite, flags, cookie, offset, static_cast<uint32_t>(data.size()), data));

@@ -28,7 +28,7 @@ struct GoResult {
   uint64_t size = 0;
   uint16_t transmission_flags = 0;
   uint32_t min_block = 0, preferred_block = 0, max_block = 0;  // 0 = not sent
-  std::string name;                                          // if NBD_INFO_NAME came back
+  std::string name;                                            // if NBD_INFO_NAME came back
 };
 
 class TestClient {
@@ -61,8 +61,7 @@ class TestClient {
   // One request, one reply (cookie checked). Returns the NBD error.
   absl::StatusOr<uint32_t> Read(uint64_t offset, uint32_t length, std::string* out);
   absl::StatusOr<uint32_t> Write(uint64_t offset, std::string_view data, uint16_t flags = 0);
-  absl::StatusOr<uint32_t> Command(uint16_t type, uint16_t flags, uint64_t offset,
-                                   uint32_t length);
+  absl::StatusOr<uint32_t> Command(uint16_t type, uint16_t flags, uint64_t offset, uint32_t length);
 
   // True if the server closes the connection within 5 s (EOF or reset);
   // any bytes it sends first are skipped.

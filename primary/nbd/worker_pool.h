@@ -25,7 +25,8 @@ class WorkerPool {
   // Queues `task`. Must not be called after Stop() has begun.
   void Submit(std::function<void()> task);
 
-  // Runs what is queued, then joins the threads. Idempotent.
+  // Runs what is queued, then joins the threads. Idempotent, but not to be
+  // called from two threads at once (NbdServer calls it once, from Stop()).
   void Stop();
 
  private:

@@ -112,7 +112,7 @@ done
 
 WORKLOADS=("seq1M_qd8:--rw=write --bs=1M --iodepth=8"
            "rand4K_qd32:--rw=randwrite --bs=4k --iodepth=32 --randrepeat=1 --norandommap")
-echo "bench: $(nproc) cores, $RUNTIME s per run, $ROUNDS round(s), size $SIZE, dir $DIR"
+echo "bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $RUNTIME s per run, $ROUNDS round(s), size $SIZE, dir $DIR"
 for ((r = 1; r <= ROUNDS; r++)); do
   for w in "${WORKLOADS[@]}"; do
     wname=${w%%:*}; wargs=${w#*:}
@@ -130,8 +130,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
       if [[ $t != nbdkit ]]; then
         # let the replica catch up before the next run, so runs do not overlap
         wait_in_sync "${ADMIN[$t]}" 120
-        echo "    $t peaks: inflight writes $(vol_field "${ADMIN[$t]}" peak_inflight_writes)," \
-             "bytes $(vol_field "${ADMIN[$t]}" peak_inflight_bytes)"
       fi
     done
   done
@@ -168,7 +166,9 @@ for t in async sync; do
   [[ -n ${ADMIN[$t]:-} ]] || continue
   wait_in_sync "${ADMIN[$t]}" 120
   if cmp "${PSTORE[$t]}" "${SSTORE[$t]}"; then
-    echo "replica check ($t): secondary store == primary store ($SIZE)"
+    echo "replica check ($t): secondary store == primary store ($SIZE); peak in flight" \
+      "$(vol_field "${ADMIN[$t]}" peak_inflight_writes) writes /" \
+      "$(vol_field "${ADMIN[$t]}" peak_inflight_bytes) bytes"
   else
     echo "replica check ($t): FAILED, the stores differ" >&2; status=1
   fi

@@ -91,9 +91,16 @@ def require_nbd_module():
     return sys.modules["nbd"]
 
 
+_BINARIES = ("repl-primary", "repl-secondary", "replctl")
+
+
+def binary_mtimes():
+    return {b: os.stat(BIN / b).st_mtime_ns if (BIN / b).exists() else None for b in _BINARIES}
+
+
 def require_binaries():
     """The binaries are what we test: missing ones are a failure, not a skip."""
-    for b in ("repl-primary", "repl-secondary", "replctl"):
+    for b in _BINARIES:
         p = BIN / b
         if not os.access(p, os.X_OK):
             raise Fail(f"binary {p} not found or not executable (build first: scripts/build.sh;"
@@ -833,6 +840,7 @@ def main(body, name=None, default_seed=1):
     signal.signal(signal.SIGTERM, _on_alarm)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(int(os.environ.get("BLOCKREPL_DEADLINE", "85")))
+    mtimes = binary_mtimes()
     try:
         require_binaries()
         case = Case(name, seed)
@@ -849,6 +857,9 @@ def main(body, name=None, default_seed=1):
         print(f"\nFAIL: {name}: {e}", flush=True)
         if case:
             case.dump_logs()
+        if binary_mtimes() != mtimes:
+            print(f"\nNOTE: binaries in {BIN} were rebuilt while this test ran; the failure "
+                  f"may come from that.", flush=True)
         rc = 1
     finally:
         signal.alarm(0)

@@ -1,0 +1,117 @@
+#include "common/bitmap/bitmap_file.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "common/bitmap/write_intent_bitmap.h"
+
+namespace blockrepl {
+namespace {
+
+class BitmapFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/blockrepl-bm-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/vol.bm";
+    header_.volume_uuid = BitmapFile::NewId();
+    header_.generation = BitmapFile::NewId();
+    header_.volume_size = 8ull << 30;  // 131072 chunks: 5 pages
+    header_.chunk_size = 65536;
+    header_.daemon_sleep_ms = 5000;
+  }
+  void TearDown() override {
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  void Corrupt(off_t offset) {
+    int fd = open(path_.c_str(), O_RDWR);
+    char byte = 0x5a;
+    ASSERT_EQ(pwrite(fd, &byte, 1, offset), 1);
+    close(fd);
+  }
+  std::string dir_, path_;
+  BitmapHeader header_;
+};
+
+TEST_F(BitmapFileTest, CreatedFileReopensWithSameHeaderAndClearBits) {
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  auto file = BitmapFile::Open(path_);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ((*file)->header().volume_uuid, header_.volume_uuid);
+  EXPECT_EQ((*file)->header().generation, header_.generation);
+  EXPECT_EQ((*file)->header().volume_size, header_.volume_size);
+  EXPECT_EQ((*file)->header().chunk_size, 65536u);
+  EXPECT_EQ((*file)->header().page_count(), 5u);
+  for (uint64_t w : (*file)->loaded_bits()) EXPECT_EQ(w, 0u);
+  EXPECT_TRUE((*file)->torn_pages().empty());
+}
+
+TEST_F(BitmapFileTest, BitsWrittenThroughTheBitmapSurviveReopen) {
+  {
+    auto file = std::move(BitmapFile::Create(path_, header_)).value();
+    WriteIntentBitmap bitmap(header_.volume_size, header_.chunk_size, std::move(file));
+    ASSERT_TRUE(bitmap.StartWrite(ChunkRange{7, 9}).ok());
+    ASSERT_TRUE(bitmap.StartWrite(ChunkRange{100000, 100001}).ok());
+    // Simulated crash: no EndWrite, no clearing.
+  }
+  auto file = std::move(BitmapFile::Open(path_)).value();
+  WriteIntentBitmap bitmap(header_.volume_size, header_.chunk_size, nullptr);
+  bitmap.LoadPersistedBits(file->loaded_bits());
+  EXPECT_EQ(bitmap.counts().needs_sync_chunks, 3u);
+  EXPECT_EQ(bitmap.NextNeedsSync(0), 7u);
+  EXPECT_EQ(bitmap.NextNeedsSync(9), 100000u);
+}
+
+TEST_F(BitmapFileTest, TornPageLoadsAsAllOnes) {
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  Corrupt(8192 + 4096 * 2 + 100);  // inside page 2's bits
+  auto file = BitmapFile::Open(path_);
+  ASSERT_TRUE(file.ok());
+  ASSERT_EQ((*file)->torn_pages().size(), 1u);
+  EXPECT_EQ((*file)->torn_pages()[0], 2u);
+  EXPECT_EQ((*file)->loaded_bits()[2 * kWordsPerPage], ~uint64_t{0});
+  EXPECT_EQ((*file)->loaded_bits()[0], 0u);
+  // Bits beyond the last chunk stay clear.
+  EXPECT_EQ((*file)->loaded_bits().back(), 0u);
+}
+
+TEST_F(BitmapFileTest, OneCorruptHeaderSlotFallsBackToTheOther) {
+  auto file = std::move(BitmapFile::Create(path_, header_)).value();
+  BitmapHeader h = file->header();
+  h.state = BitmapHeader::kStateClean;
+  ASSERT_TRUE(file->WriteHeader(h).ok());  // goes to slot B
+  file.reset();
+  Corrupt(4096 + 30);                      // damage slot B
+  auto reopened = BitmapFile::Open(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->header().state, 0u);  // slot A's older header
+}
+
+TEST_F(BitmapFileTest, BothHeadersCorruptIsRefusedNamingTheFile) {
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  Corrupt(30);
+  Corrupt(4096 + 30);
+  auto file = BitmapFile::Open(path_);
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(file.status().message()).find(path_), std::string::npos);
+  EXPECT_NE(std::string(file.status().message()).find("checksum"), std::string::npos);
+}
+
+TEST_F(BitmapFileTest, TruncatedFileIsRefused) {
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  ASSERT_EQ(truncate(path_.c_str(), 8192 + 4096), 0);
+  auto file = BitmapFile::Open(path_);
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(file.status().message()).find("truncated"), std::string::npos);
+}
+
+TEST_F(BitmapFileTest, CreateRefusesExistingFile) {
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  EXPECT_EQ(BitmapFile::Create(path_, header_).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+}  // namespace
+}  // namespace blockrepl
