@@ -1,10 +1,13 @@
 // replctl: the operator's command-line tool. Talks to an agent's admin
-// socket; one function per command family (status_command.*, ...).
+// socket, or (bitmap) reads files offline; one file per command family
+// (status_command.*, bitmap_command.*, ...).
 #include <cstdio>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/bitmap_command.h"
+#include "cli/resync_command.h"
 #include "cli/status_command.h"
 #include "common/cli_flags.h"
 
@@ -22,7 +25,49 @@ int main(int argc, char** argv) {
   status->add_flag("--json", json, "one JSON object with a \"volumes\" array");
   status->add_option("--volume", volume, "only this volume");
 
+  CLI::App* bitmap = app.add_subcommand("bitmap", "examine or rescale a write-intent bitmap");
+  bitmap->require_subcommand(1);
+  std::string bitmap_file, chunk;
+  bool bitmap_json = false;
+  CLI::App* examine = bitmap->add_subcommand(
+      "examine", "print a bitmap file's header and dirty counts (read-only; safe while running)");
+  examine->add_option("FILE", bitmap_file, "the bitmap file")->required();
+  examine->add_flag("--json", bitmap_json, "one JSON object");
+  CLI::App* rescale = bitmap->add_subcommand(
+      "rescale",
+      "change the bitmap chunk size without losing dirty chunks: online through --admin-socket, "
+      "or offline on FILE of a stopped primary");
+  rescale->add_option("--chunk", chunk, "new chunk size (power of two, 4K..1G)")
+      ->required()
+      ->check(blockrepl::BitmapChunkValidator());
+  rescale->add_option("FILE", bitmap_file, "offline: the bitmap file of a stopped primary");
+  rescale->add_option("--volume", volume, "online: the volume (default: the agent's only one)");
+
+  CLI::App* resync = app.add_subcommand("resync", "control a primary's resync");
+  resync->require_subcommand(1);
+  bool resync_json = false;
+  resync->add_flag("--json", resync_json, "print the result as JSON");
+  resync->add_option("--volume", volume, "the volume (default: the agent's only one)");
+  CLI::App* pause = resync->add_subcommand("pause", "stop copying flagged chunks (they stay flagged)");
+  CLI::App* resume = resync->add_subcommand("resume", "continue copying");
+  CLI::App* rate = resync->add_subcommand("rate", "limit resync traffic; 0 = unlimited");
+  std::string rate_value;
+  rate->add_option("BYTES_PER_S", rate_value, "e.g. 50M")
+      ->required()
+      ->check(blockrepl::SizeValidator());
+
   if (int code = blockrepl::ParseOrExitCode(app, argc, argv); code >= 0) return code;
   if (status->parsed()) return blockrepl::RunStatusCommand(admin_socket, volume, json);
+  if (examine->parsed()) return blockrepl::RunBitmapExamine(bitmap_file, bitmap_json);
+  if (rescale->parsed()) {
+    return bitmap_file.empty() ? blockrepl::RunBitmapRescaleOnline(admin_socket, volume, chunk)
+                               : blockrepl::RunBitmapRescale(bitmap_file, chunk);
+  }
+  if (pause->parsed()) return blockrepl::RunResyncCommand(admin_socket, volume, "pause", 0, resync_json);
+  if (resume->parsed()) return blockrepl::RunResyncCommand(admin_socket, volume, "resume", 0, resync_json);
+  if (rate->parsed()) {
+    return blockrepl::RunResyncCommand(admin_socket, volume, "rate",
+                                       blockrepl::SizeOrDie(rate_value), resync_json);
+  }
   return 2;
 }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "admin.grpc.pb.h"
+#include "cli/admin_client.h"
 #include "cli/json_output.h"
 #include "common/units.h"
 
@@ -50,6 +51,13 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
                             FormatBytes(static_cast<uint64_t>(v.resync_rate_bytes_per_second())),
                             FormatDuration(v.resync_eta_seconds()));
     }
+    if (v.resync_paused() || v.resync_rate_limit_bytes_per_second() > 0) {
+      absl::StrAppendFormat(&out, "      resync control: %s, rate limit %s\n",
+                            v.resync_paused() ? "PAUSED (replctl resync resume)" : "running",
+                            v.resync_rate_limit_bytes_per_second() == 0
+                                ? std::string("none")
+                                : FormatBytes(v.resync_rate_limit_bytes_per_second()) + "/s");
+    }
     absl::StrAppendFormat(&out, "      replicated: %d writes, %s; resynced %s; seq sent %d, "
                           "applied %d, durable %d\n",
                           v.replicated_writes_total(), FormatBytes(v.replicated_bytes_total()),
@@ -60,29 +68,25 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
                           "durable %d\n",
                           v.replicated_writes_total(), FormatBytes(v.replicated_bytes_total()),
                           FormatBytes(v.resynced_bytes_total()), v.applied_seq(), v.durable_seq());
+    if (!v.consistent()) {
+      absl::StrAppendFormat(&out, "      undo log: %s, %s\n", FormatBytes(v.undo_log_bytes()),
+                            v.undo_available()
+                                ? "the interrupted resync can be rolled back (--rollback-resync)"
+                                : "no rollback possible (full sync target)");
+    }
   }
   if (!v.last_error().empty()) absl::StrAppend(&out, "      last error: ", v.last_error(), "\n");
   return out;
 }
 
 int RunStatusCommand(const std::string& admin_socket, const std::string& volume, bool json) {
-  auto channel = grpc::CreateChannel(absl::StrCat("unix:", admin_socket),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = admin::Admin::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  AdminClient client(admin_socket);
+  auto context = client.NewContext();
   admin::StatusRequest request;
   request.set_volume(volume);
   admin::StatusReply reply;
-  grpc::Status status = stub->GetStatus(&context, request, &reply);
-  if (!status.ok()) {
-    if (status.error_code() == grpc::UNAVAILABLE || status.error_code() == grpc::DEADLINE_EXCEEDED) {
-      fprintf(stderr, "replctl: no agent answers on %s (is it running?)\n", admin_socket.c_str());
-    } else {
-      fprintf(stderr, "replctl: %s\n", status.error_message().c_str());
-    }
-    return 1;
-  }
+  grpc::Status status = client.stub()->GetStatus(context.get(), request, &reply);
+  if (!status.ok()) return client.ReportFailure(status);
   if (json) {
     printf("%s\n", MessageToJson(reply).c_str());
   } else {

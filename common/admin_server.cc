@@ -13,13 +13,19 @@
 namespace blockrepl {
 namespace {
 
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
 class AdminService final : public admin::Admin::Service {
  public:
-  explicit AdminService(StatusProvider provider) : provider_(std::move(provider)) {}
+  explicit AdminService(AdminHandler* handler) : handler_(handler) {}
 
   grpc::Status GetStatus(grpc::ServerContext*, const admin::StatusRequest* request,
                          admin::StatusReply* reply) override {
-    for (admin::VolumeStatus& volume : provider_()) {
+    for (admin::VolumeStatus& volume : handler_->Status()) {
       if (!request->volume().empty() && volume.name() != request->volume()) continue;
       *reply->add_volumes() = std::move(volume);
     }
@@ -29,8 +35,22 @@ class AdminService final : public admin::Admin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ControlResync(grpc::ServerContext*, const admin::ResyncControlRequest* request,
+                             admin::ResyncControlReply* reply) override {
+    auto result = handler_->ControlResync(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
+  grpc::Status RescaleBitmap(grpc::ServerContext*, const admin::RescaleBitmapRequest* request,
+                             admin::RescaleBitmapReply* reply) override {
+    auto result = handler_->RescaleBitmap(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
  private:
-  const StatusProvider provider_;
+  AdminHandler* const handler_;
 };
 
 class GrpcAdminServer : public AdminServer {
@@ -68,8 +88,18 @@ bool SocketIsLive(const std::string& path) {
 
 }  // namespace
 
+absl::StatusOr<admin::ResyncControlReply> AdminHandler::ControlResync(
+    const admin::ResyncControlRequest&) {
+  return absl::FailedPreconditionError("resync is controlled on the primary, not here");
+}
+
+absl::StatusOr<admin::RescaleBitmapReply> AdminHandler::RescaleBitmap(
+    const admin::RescaleBitmapRequest&) {
+  return absl::FailedPreconditionError("the bitmap lives on the primary, not here");
+}
+
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& socket_path,
-                                                                StatusProvider provider) {
+                                                                AdminHandler* handler) {
   if (socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("admin socket path too long: ", socket_path));
   }
@@ -85,7 +115,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
     }
     unlink(socket_path.c_str());  // stale, left by a crash
   }
-  auto service = std::make_unique<AdminService>(std::move(provider));
+  auto service = std::make_unique<AdminService>(handler);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket_path), grpc::InsecureServerCredentials());
   builder.RegisterService(service.get());

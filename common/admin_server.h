@@ -1,10 +1,10 @@
 // AdminServer: serves the Admin gRPC service (used by replctl) on a unix
 // socket created mode 0600, so only the agent's user can drive it. The
-// agent supplies a status provider; the server knows nothing else about
-// it. Thread-safe; owns gRPC's server threads.
+// agent implements AdminHandler; the server only translates between gRPC
+// and absl::Status. Thread-safe; owns gRPC's server threads, which call the
+// handler concurrently.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,14 +14,23 @@
 
 namespace blockrepl {
 
-using StatusProvider = std::function<std::vector<admin::VolumeStatus>()>;
+class AdminHandler {
+ public:
+  virtual ~AdminHandler() = default;
+  virtual std::vector<admin::VolumeStatus> Status() = 0;
+  // Defaults: not supported by this agent (e.g. a secondary).
+  virtual absl::StatusOr<admin::ResyncControlReply> ControlResync(
+      const admin::ResyncControlRequest& request);
+  virtual absl::StatusOr<admin::RescaleBitmapReply> RescaleBitmap(
+      const admin::RescaleBitmapRequest& request);
+};
 
 class AdminServer {
  public:
   // Fails if another live agent already listens on `socket_path`; a stale
-  // socket file left by a crash is replaced.
+  // socket file left by a crash is replaced. `handler` outlives the server.
   static absl::StatusOr<std::unique_ptr<AdminServer>> Start(const std::string& socket_path,
-                                                            StatusProvider provider);
+                                                            AdminHandler* handler);
   virtual ~AdminServer() = default;
   virtual void Shutdown() = 0;
 };

@@ -4,24 +4,35 @@
 
 namespace blockrepl {
 
-bool RangeLock::OverlapsHeld(uint64_t first, uint64_t end) const {
+bool RangeLock::MustWait(uint64_t ticket, uint64_t first, uint64_t end) const {
   for (const Held& h : held_) {
     if (first < h.end && h.first < end) return true;
+  }
+  for (const Held& w : waiting_) {
+    if (w.id >= ticket) break;
+    if (first < w.end && w.first < end) return true;
   }
   return false;
 }
 
 RangeLock::Holder RangeLock::Lock(uint64_t first, uint64_t end) {
   if (end <= first) end = first + 1;  // an empty range still orders against its chunk
+  absl::MutexLock lock(&mu_);
+  const uint64_t id = next_id_++;
   struct Args {
     RangeLock* self;
-    uint64_t first, end;
-  } args{this, first, end};
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !a->self->OverlapsHeld(a->first, a->end); },
-      &args));
-  const uint64_t id = next_id_++;
+    uint64_t id, first, end;
+  } args{this, id, first, end};
+  if (MustWait(id, first, end)) {
+    waiting_.push_back(Held{id, first, end});
+    mu_.Await(absl::Condition(
+        +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return !a->self->MustWait(a->id, a->first, a->end);
+        },
+        &args));
+    waiting_.erase(std::find_if(waiting_.begin(), waiting_.end(),
+                                [id](const Held& w) { return w.id == id; }));
+  }
   held_.push_back(Held{id, first, end});
   return Holder(this, id);
 }

@@ -4,7 +4,9 @@
 // from its local write until it has a place in the replication stream, so
 // overlapping writes reach the secondary in the order they hit the local
 // disk, and a resync read of a chunk can never be overtaken by a newer write
-// to it. Thread-safe.
+// to it. Requests are served first come, first served among overlapping
+// ranges, so a whole-volume lock (bitmap rescale) cannot be starved by a
+// stream of small writes. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -42,11 +44,14 @@ class RangeLock {
   struct Held {
     uint64_t id, first, end;
   };
-  bool OverlapsHeld(uint64_t first, uint64_t end) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // True if [first, end) overlaps a held range or an earlier waiter's.
+  bool MustWait(uint64_t ticket, uint64_t first, uint64_t end) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Unlock(uint64_t id);
 
   absl::Mutex mu_;
   std::vector<Held> held_ ABSL_GUARDED_BY(mu_);
+  std::vector<Held> waiting_ ABSL_GUARDED_BY(mu_);  // id = ticket, in arrival order
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
 };
 

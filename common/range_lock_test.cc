@@ -48,6 +48,29 @@ TEST(RangeLockTest, EmptyRangeStillOrdersAgainstItsChunk) {
   EXPECT_TRUE(acquired.load());
 }
 
+TEST(RangeLockTest, WaitingWideLockIsNotOvertakenByLaterSmallLocks) {
+  RangeLock lock;
+  auto small = std::make_unique<RangeLock::Holder>(lock.Lock(5, 6));
+  std::atomic<int> order{0};
+  std::atomic<int> wide_pos{0}, late_pos{0};
+  std::thread wide([&] {
+    RangeLock::Holder h = lock.Lock(0, ~uint64_t{0});
+    wide_pos = ++order;
+  });
+  absl::SleepFor(absl::Milliseconds(30));  // let the wide lock queue up
+  std::thread late([&] {
+    RangeLock::Holder h = lock.Lock(100, 101);  // disjoint from the held one
+    late_pos = ++order;
+  });
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ(late_pos.load(), 0);  // queued behind the wide waiter
+  small.reset();
+  wide.join();
+  late.join();
+  EXPECT_EQ(wide_pos.load(), 1);
+  EXPECT_EQ(late_pos.load(), 2);
+}
+
 TEST(RangeLockTest, ManyThreadsOnOneChunkAreMutuallyExclusive) {
   RangeLock lock;
   int inside = 0;

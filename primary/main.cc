@@ -15,6 +15,7 @@
 #include "common/process.h"
 #include "common/units.h"
 #include "primary/nbd/nbd_server.h"
+#include "primary/primary_admin.h"
 #include "primary/primary_volume.h"
 
 namespace blockrepl {
@@ -75,6 +76,9 @@ int Run(int argc, char** argv) {
                  "writes per epoch before an automatic barrier")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  std::string resync_rate;
+  app.add_option("--resync-rate", resync_rate, "limit resync traffic to BYTES per second (e.g. 50M)")
+      ->check(SizeValidator());
   app.add_option("--size", size, "create the store with this size if it does not exist")
       ->check(SizeValidator());
   app.add_flag("--assume-clean", o.assume_clean,
@@ -93,6 +97,7 @@ int Run(int argc, char** argv) {
   o.max_inflight_writes = async_window;
   o.max_inflight_bytes = SizeOrDie(max_bytes);
   o.create_size = SizeOrDie(size);
+  o.resync_rate = SizeOrDie(resync_rate);
   if (o.max_inflight_bytes == 0) {
     fprintf(stderr, "repl-primary: --max-inflight-bytes must be > 0\n");
     return 2;
@@ -108,9 +113,8 @@ int Run(int argc, char** argv) {
   }
   std::unique_ptr<PrimaryVolume> volume = std::move(volume_or).value();
 
-  auto admin = AdminServer::Start(admin_socket, [&] {
-    return std::vector<admin::VolumeStatus>{volume->Status()};
-  });
+  PrimaryAdmin admin_handler({volume.get()});
+  auto admin = AdminServer::Start(admin_socket, &admin_handler);
   if (!admin.ok()) {
     LogError(admin.status().message());
     return 1;

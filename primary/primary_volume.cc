@@ -3,7 +3,9 @@
 #include <random>
 
 #include "absl/strings/str_format.h"
+#include "common/bitmap/bitmap_rescale.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "primary/grpc_replication_channel.h"
 
 namespace blockrepl {
@@ -52,6 +54,7 @@ PrimaryVolume::~PrimaryVolume() { Shutdown(); }
 
 void PrimaryVolume::Start() {
   started_ = true;
+  resyncer_->SetRateLimit(options_.resync_rate);
   replicator_->Start();
   resyncer_->Start();
   daemon_ = std::thread([this] { ClearingDaemon(); });
@@ -134,9 +137,58 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_consistent(r.peer_consistent);
   s.set_connects_total(r.connects_total);
   s.set_generation(opened_bitmap_.generation);
+  s.set_resync_paused(p.paused);
+  s.set_resync_rate_limit_bytes_per_second(p.rate_limit_bytes_per_second);
+  s.set_volume_uuid(opened_bitmap_.volume_uuid);
+  s.set_daemon_sleep_ms(absl::ToInt64Milliseconds(opened_bitmap_.daemon_sleep));
   s.set_bitmap_pages(counts.total_pages);
   s.set_bitmap_dirty_pages(counts.dirty_pages);
   return s;
+}
+
+}  // namespace blockrepl
+
+namespace blockrepl {
+
+absl::StatusOr<admin::RescaleBitmapReply> PrimaryVolume::RescaleBitmap(uint32_t new_chunk_size) {
+  absl::MutexLock one_at_a_time(&rescale_mu_);
+  admin::RescaleBitmapReply reply;
+  reply.set_old_chunk_size(bitmap_->chunk_size());
+  reply.set_old_bits_set(bitmap_->counts().bits_set);
+  reply.set_new_chunk_size(new_chunk_size);
+  if (new_chunk_size == bitmap_->chunk_size()) {
+    reply.set_new_bits_set(reply.old_bits_set());
+    return reply;
+  }
+  // Quiesce: the whole-volume range waits for every write and resync chunk
+  // already in the pipeline and holds back new ones (first come, first
+  // served, so a busy volume cannot starve it).
+  RangeLock::Holder everything = range_lock_.Lock(0, ~uint64_t{0});
+  replicator_->SubmitBarrier();
+  if (!replicator_->Drain(absl::Seconds(10))) {
+    return absl::UnavailableError(
+        "writes still in flight to the secondary after 10 s; bitmap not rescaled, try again");
+  }
+  BitmapFile* old_file = opened_bitmap_.file;
+  BitmapFile* new_file = nullptr;
+  auto make_store = [&](uint32_t chunk, const std::vector<uint64_t>& bits)
+      -> absl::StatusOr<std::unique_ptr<BitmapStore>> {
+    if (old_file == nullptr) return std::unique_ptr<BitmapStore>(new MemoryBitmapStore());
+    BitmapHeader header = old_file->header();
+    header.chunk_size = chunk;
+    // The old descriptor keeps the replaced inode until Relayout drops it.
+    auto file = ReplaceBitmapFile(old_file->path(), header, bits);
+    if (!file.ok()) return file.status();
+    new_file = file->get();
+    return std::unique_ptr<BitmapStore>(std::move(file).value());
+  };
+  absl::Status status = bitmap_->Relayout(new_chunk_size, make_store);
+  if (!status.ok()) return status;
+  opened_bitmap_.file = new_file;
+  reply.set_new_bits_set(bitmap_->counts().bits_set);
+  LogInfo("bitmap rescaled online: ", reply.old_chunk_size(), " -> ", new_chunk_size,
+          " byte chunks, ", reply.old_bits_set(), " -> ", reply.new_bits_set(), " bits set");
+  return reply;
 }
 
 }  // namespace blockrepl

@@ -34,6 +34,7 @@ struct PrimaryVolumeOptions {
   uint64_t max_inflight_writes = 512;
   uint64_t max_inflight_bytes = 64ull << 20;
   uint64_t max_epoch_writes = 2048;
+  uint64_t resync_rate = 0;       // bytes per second, 0 = unlimited
 };
 
 class PrimaryVolume {
@@ -51,6 +52,13 @@ class PrimaryVolume {
   const PrimaryVolumeOptions& options() const { return options_; }
   admin::VolumeStatus Status() const;
 
+  // Operator controls, reached through the admin socket.
+  void PauseResync(bool paused) { resyncer_->SetPaused(paused); }
+  void SetResyncRate(uint64_t bytes_per_second) { resyncer_->SetRateLimit(bytes_per_second); }
+  // Online bitmap rescale: quiesces writes, waits until nothing is in
+  // flight, rewrites the bitmap with `new_chunk_size` chunks.
+  absl::StatusOr<admin::RescaleBitmapReply> RescaleBitmap(uint32_t new_chunk_size);
+
  private:
   explicit PrimaryVolume(PrimaryVolumeOptions options) : options_(std::move(options)) {}
   void ClearingDaemon();
@@ -66,6 +74,7 @@ class PrimaryVolume {
   std::unique_ptr<ReplicatingVolume> volume_;
   absl::Notification stop_daemon_;
   std::thread daemon_;
+  absl::Mutex rescale_mu_;         // one rescale at a time
   bool started_ = false;    // Start() ran: threads exist
   bool shut_down_ = false;
 };

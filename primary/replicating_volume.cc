@@ -13,12 +13,24 @@ absl::Status ReplicatingVolume::Read(uint64_t offset, absl::Span<char> out) {
   return local_->Read(offset, out);
 }
 
+RangeLock::Holder ReplicatingVolume::LockChunks(uint64_t offset, uint64_t length,
+                                                ChunkRange* chunks) {
+  while (true) {
+    const uint64_t layout = bitmap_->layout_version();
+    *chunks = bitmap_->ChunksFor(offset, length);
+    RangeLock::Holder hold = range_lock_->Lock(chunks->first, chunks->end);
+    // A bitmap rescale may have run while we waited: our chunk indexes would
+    // then name other bytes. Recompute under the new layout.
+    if (bitmap_->layout_version() == layout) return hold;
+  }
+}
+
 template <typename LocalOp>
 absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t length,
                                        absl::Span<const char> data, bool fua, LocalOp local_op) {
   if (length == 0) return absl::OkStatus();
-  const ChunkRange chunks = bitmap_->ChunksFor(offset, length);
-  RangeLock::Holder hold = range_lock_->Lock(chunks.first, chunks.end);
+  ChunkRange chunks;
+  RangeLock::Holder hold = LockChunks(offset, length, &chunks);
   absl::Status status = bitmap_->StartWrite(chunks);
   if (!status.ok()) {
     // Nothing was written: the chunks are no dirtier than before.

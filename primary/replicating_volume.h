@@ -34,6 +34,8 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
 
  private:
+  // Locks the chunks of a byte range under the current bitmap layout.
+  RangeLock::Holder LockChunks(uint64_t offset, uint64_t length, ChunkRange* chunks);
   // Steps 1-5 for any modifying op; `local_op` performs step 3.
   template <typename LocalOp>
   absl::Status Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,

@@ -30,9 +30,53 @@ bool Resyncer::Stopping() const {
   return stopping_;
 }
 
+void Resyncer::SetPaused(bool paused) {
+  absl::MutexLock lock(&mu_);
+  if (paused_ && !paused) {
+    rate_window_start_ = absl::Now();
+    rate_window_bytes_ = 0;
+  }
+  paused_ = paused;
+  LogInfo(paused ? "resync paused by the operator" : "resync resumed by the operator");
+}
+
+void Resyncer::SetRateLimit(uint64_t bytes_per_second) {
+  absl::MutexLock lock(&mu_);
+  rate_limit_ = bytes_per_second;
+  rate_window_start_ = absl::Now();
+  rate_window_bytes_ = 0;
+}
+
+bool Resyncer::Throttle(uint64_t bytes, uint64_t connection) {
+  while (true) {
+    if (replicator_->live_connection() != connection) return false;
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    if (paused_) {
+      mu_.AwaitWithTimeout(absl::Condition(
+          +[](Resyncer* r) ABSL_NO_THREAD_SAFETY_ANALYSIS { return r->stopping_ || !r->paused_; },
+          this), absl::Milliseconds(100));
+      continue;
+    }
+    if (rate_limit_ == 0) return true;
+    // Token bucket over the window since the rate was set: the next chunk
+    // may go once the window's average would not exceed the limit.
+    const absl::Time allowed =
+        rate_window_start_ + absl::Seconds(static_cast<double>(rate_window_bytes_) / rate_limit_);
+    const absl::Time now = absl::Now();
+    if (now >= allowed) {
+      rate_window_bytes_ += bytes;
+      return true;
+    }
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), std::min(allowed - now, absl::Milliseconds(100)));
+  }
+}
+
 Resyncer::Progress Resyncer::progress() const {
   absl::MutexLock lock(&mu_);
   Progress p = progress_;
+  p.paused = paused_;
+  p.rate_limit_bytes_per_second = rate_limit_;
   if (p.active) {
     double elapsed = absl::ToDoubleSeconds(absl::Now() - pass_start_);
     p.rate_bytes_per_second = elapsed > 0 ? p.done_bytes / elapsed : 0;
@@ -49,8 +93,13 @@ void Resyncer::Loop() {
   while (!Stopping()) {
     const uint64_t connection = replicator_->WaitUntilConnected(absl::Milliseconds(200));
     if (connection == 0) continue;
-    const bool work = bitmap_->counts().needs_sync_chunks > 0 ||
-                      !replicator_->snapshot().peer_consistent;
+    bool paused;
+    {
+      absl::MutexLock lock(&mu_);
+      paused = paused_;
+    }
+    const bool work = !paused && (bitmap_->counts().needs_sync_chunks > 0 ||
+                                  !replicator_->snapshot().peer_consistent);
     if (!work || connection == finished_connection) {
       // Live writes of a connected pair never create needs-sync chunks; a
       // lost connection does, and then `connection` changes. Poll lightly.
@@ -71,6 +120,8 @@ bool Resyncer::RunPass(uint64_t connection) {
     progress_.done_bytes = 0;
     progress_.total_bytes = bitmap_->counts().needs_sync_chunks * chunk_size;
     pass_start_ = absl::Now();
+    rate_window_start_ = pass_start_;
+    rate_window_bytes_ = 0;
   }
   LogInfo("resync started: ", bitmap_->counts().needs_sync_chunks, " chunks");
   auto finish = [&](bool completed) {
@@ -81,6 +132,7 @@ bool Resyncer::RunPass(uint64_t connection) {
   };
   std::string buffer;
   uint64_t cursor = 0;
+  const uint64_t layout = bitmap_->layout_version();
   while (true) {
     if (Stopping() || replicator_->live_connection() != connection) return finish(false);
     std::optional<uint64_t> next = bitmap_->NextNeedsSync(cursor);
@@ -90,8 +142,11 @@ bool Resyncer::RunPass(uint64_t connection) {
       continue;
     }
     const uint64_t chunk = *next;
+    if (!Throttle(bitmap_->ChunkLength(chunk), connection)) return finish(false);
     cursor = chunk + 1;
     RangeLock::Holder hold = range_lock_->Lock(chunk, chunk + 1);
+    // A rescale while we waited renumbers the chunks: start a new pass.
+    if (bitmap_->layout_version() != layout) return finish(false);
     if (!bitmap_->TakeForResync(chunk)) continue;
     const uint64_t offset = bitmap_->ChunkOffset(chunk);
     const uint64_t length = bitmap_->ChunkLength(chunk);

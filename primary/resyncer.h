@@ -30,6 +30,8 @@ class Resyncer {
     uint64_t zero_chunks_total = 0;     // chunks sent as "all zeroes" (no payload)
     double rate_bytes_per_second = 0;
     double eta_seconds = -1;
+    bool paused = false;
+    uint64_t rate_limit_bytes_per_second = 0;  // 0 = unlimited
   };
 
   Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
@@ -39,12 +41,21 @@ class Resyncer {
   void Stop();
   Progress progress() const;
 
+  // Operator controls (replctl resync pause|resume|rate). A paused resync
+  // keeps its chunks flagged; live writes keep replicating meanwhile.
+  void SetPaused(bool paused);
+  // Bytes per second for resync traffic; 0 = unlimited.
+  void SetRateLimit(uint64_t bytes_per_second);
+
  private:
   void Loop();
   // One walk over the needs-sync chunks on `connection`; false if the
   // connection broke or we are stopping.
   bool RunPass(uint64_t connection);
   bool Stopping() const;
+  // Blocks while paused and until the rate limit allows `bytes` more.
+  // False if stopping or the connection changed meanwhile.
+  bool Throttle(uint64_t bytes, uint64_t connection);
 
   // Constant after construction.
   BlockDevice* const local_;
@@ -56,6 +67,10 @@ class Resyncer {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Progress progress_ ABSL_GUARDED_BY(mu_);
   absl::Time pass_start_ ABSL_GUARDED_BY(mu_);
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t rate_limit_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time rate_window_start_ ABSL_GUARDED_BY(mu_);  // restarts on resume / new rate
+  uint64_t rate_window_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

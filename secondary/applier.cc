@@ -8,13 +8,43 @@ namespace blockrepl {
 
 using replication::Op;
 
-Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta)
-    : volume_(std::move(volume)), store_(store), meta_path_(std::move(meta_path)) {
+Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta,
+                 std::unique_ptr<UndoLog> undo)
+    : volume_(std::move(volume)),
+      store_(store),
+      meta_path_(std::move(meta_path)),
+      undo_(std::move(undo)) {
   absl::MutexLock lock(&mu_);
+  RefreshUndoStats();
   meta_ = std::move(meta);
   stats_.consistent = meta_.consistent;
   stats_.followed_generation = meta_.followed_generation;
   stats_.applied_seq = stats_.durable_seq = meta_.last_applied_seq;
+}
+
+void Applier::RefreshUndoStats() {
+  stats_.undo_available = !meta_.consistent && meta_.undo_valid && undo_ != nullptr;
+  stats_.undo_log_bytes = undo_ != nullptr ? undo_->size_bytes() : 0;
+}
+
+absl::Status Applier::SaveUndo(const replication::Batch& batch) {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const Op& op : batch.ops()) {
+    if (op.kind() != Op::BARRIER && op.kind() != Op::RESYNC_DONE && op.length() > 0) {
+      ranges.emplace_back(op.offset(), op.length());
+    }
+  }
+  absl::Status s = undo_->SaveBeforeOverwrite(ranges, store_);
+  if (!s.ok()) {
+    // Losing rollback ability must not stop replication: say so loudly and
+    // carry on as a plain (inconsistent) resync target.
+    LogError("volume '", volume_, "': undo log failed (", s.message(),
+             "); this resync can no longer be rolled back");
+    meta_.undo_valid = false;
+    undo_->Clear().IgnoreError();
+    RETURN_IF_ERROR(SaveMeta());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Applier::SaveMeta() {
@@ -55,7 +85,12 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
                          !(meta_.followed_generation.empty() && hello.assume_clean());
   if (hello.generation() != meta_.followed_generation) {
     meta_.followed_generation = hello.generation();
-    if (full_sync) meta_.consistent = false;
+    if (full_sync) {
+      // Another history: the old image is worth nothing to this primary,
+      // so no undo log (it would copy the whole disk).
+      meta_.consistent = false;
+      meta_.undo_valid = false;
+    }
     absl::Status s = SaveMeta();
     if (!s.ok()) return refuse(absl::StrCat("cannot save metadata: ", s.message()));
   }
@@ -65,16 +100,16 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
   stats_.last_error.clear();
   stats_.consistent = meta_.consistent;
   stats_.followed_generation = meta_.followed_generation;
+  RefreshUndoStats();
   LogInfo("accepted primary ", peer, " for volume '", volume_, "'",
           full_sync ? " (full sync follows)" : "");
   return reply;
 }
 
-absl::Status Applier::ValidateOp(const Op& op) const {
-  if (op.seq() <= stats_.applied_seq) {
+absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
+  if (op.seq() <= previous_seq) {
     return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(),
-                                                   " is not after applied seq ",
-                                                   stats_.applied_seq));
+                                                   " is not after seq ", previous_seq));
   }
   const uint64_t size = store_->Size();
   switch (op.kind()) {
@@ -125,8 +160,11 @@ absl::Status Applier::ApplyOp(const Op& op) {
     case Op::RESYNC_DONE: {
       RETURN_IF_ERROR(store_->Flush());
       meta_.consistent = true;
+      meta_.undo_valid = false;
       stats_.durable_seq = op.seq();
-      return SaveMeta();
+      RETURN_IF_ERROR(SaveMeta());
+      // Consistent again: the old contents are no longer needed.
+      return undo_ != nullptr ? undo_->Clear() : absl::OkStatus();
     }
     default:
       return absl::InternalError("unreachable");
@@ -135,18 +173,38 @@ absl::Status Applier::ApplyOp(const Op& op) {
 
 absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::Ack* ack) {
   absl::MutexLock lock(&mu_);
+  // Validate the whole batch before touching anything (the undo log reads
+  // the ranges too): a malformed batch is refused without side effects.
   absl::Status status;
+  bool has_resync = false;
+  uint64_t previous_seq = stats_.applied_seq;
   for (const Op& op : batch.ops()) {
-    status = ValidateOp(op);
+    status = ValidateOp(op, previous_seq);
+    if (!status.ok()) break;
+    previous_seq = op.seq();
+    has_resync |= op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
+  }
+  if (!status.ok()) {
+    stats_.last_error = std::string(status.message());
+    LogError("volume '", volume_, "': refusing batch: ", status.message());
+    ack->set_applied_seq(stats_.applied_seq);
+    ack->set_durable_seq(stats_.durable_seq);
+    return status;
+  }
+  if (has_resync && meta_.consistent) {
+    // From here until RESYNC_DONE the image mixes old and new chunks:
+    // record that (and start a fresh undo log) before the first one lands.
+    meta_.consistent = false;
+    meta_.undo_valid = undo_ != nullptr;
+    if (undo_ != nullptr) status = undo_->Clear();
+    if (status.ok()) status = SaveMeta();
+  }
+  if (status.ok() && !meta_.consistent && meta_.undo_valid && undo_ != nullptr) {
+    status = SaveUndo(batch);
+  }
+  for (const Op& op : batch.ops()) {
     if (!status.ok()) break;
     const bool is_resync = op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
-    if (is_resync && meta_.consistent) {
-      // From here until RESYNC_DONE the image mixes old and new chunks:
-      // record that before the first chunk lands.
-      meta_.consistent = false;
-      status = SaveMeta();
-      if (!status.ok()) break;
-    }
     status = ApplyOp(op);
     if (!status.ok()) {
       status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
@@ -163,6 +221,7 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
   }
   stats_.consistent = meta_.consistent;
   stats_.resyncing = !meta_.consistent;
+  RefreshUndoStats();
   ack->set_applied_seq(stats_.applied_seq);
   ack->set_durable_seq(stats_.durable_seq);
   if (!status.ok()) {
@@ -190,6 +249,33 @@ absl::Status Applier::Shutdown() {
   RETURN_IF_ERROR(store_->Flush());
   stats_.durable_seq = stats_.applied_seq;
   return SaveMeta();
+}
+
+absl::Status Applier::RollBackInterruptedResync() {
+  absl::MutexLock lock(&mu_);
+  if (meta_.consistent) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume '", volume_, "' is consistent: there is no interrupted resync"));
+  }
+  if (!meta_.undo_valid || undo_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume '", volume_, "' was interrupted during a full sync: no undo log covers it, "
+        "the image cannot be made consistent (wait for the primary to finish the sync)"));
+  }
+  RETURN_IF_ERROR(undo_->RollBack(store_));
+  LogInfo("volume '", volume_, "': rolled back ", undo_->saved_extents(),
+          " extents to the state before the interrupted resync");
+  meta_.consistent = true;
+  meta_.undo_valid = false;
+  // The image is an older state of the history than the primary's bitmap
+  // assumes: no primary may take it for a bitmap resync.
+  meta_.followed_generation = absl::StrCat("rolled-back-", meta_.followed_generation);
+  RETURN_IF_ERROR(SaveMeta());
+  RETURN_IF_ERROR(undo_->Clear());
+  stats_.consistent = true;
+  stats_.followed_generation = meta_.followed_generation;
+  RefreshUndoStats();
+  return absl::OkStatus();
 }
 
 Applier::Snapshot Applier::snapshot() const {

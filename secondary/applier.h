@@ -17,6 +17,7 @@
 #include "common/block_device.h"
 #include "replication.pb.h"
 #include "secondary/replica_meta.h"
+#include "secondary/undo_log.h"
 
 namespace blockrepl {
 
@@ -32,10 +33,14 @@ class Applier {
     uint64_t applied_writes_total = 0, applied_bytes_total = 0, resync_bytes_total = 0;
     uint64_t streams_total = 0;
     std::string last_error;
+    bool undo_available = false;
+    uint64_t undo_log_bytes = 0;
   };
 
   // `meta` is the loaded (or fresh) metadata; it is saved to `meta_path`.
-  Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta);
+  // `undo` (may be null: no rollback support) records what resyncs overwrite.
+  Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta,
+          std::unique_ptr<UndoLog> undo = nullptr);
 
   // Checks a primary's Hello; on acceptance records the history the image
   // now follows. Never writes the store.
@@ -47,20 +52,30 @@ class Applier {
   void StreamEnded(const std::string& reason);
   // Flushes the store and saves metadata (clean shutdown).
   absl::Status Shutdown();
+  // The primary is gone mid-resync: restores the image to the consistent
+  // state it had when the resync began, using the undo log. Afterwards the
+  // image follows no primary history, so any primary does a full sync.
+  absl::Status RollBackInterruptedResync();
 
   Snapshot snapshot() const;
   const std::string& volume() const { return volume_; }
   uint64_t size() const { return store_->Size(); }
 
  private:
-  absl::Status ValidateOp(const replication::Op& op) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status ValidateOp(const replication::Op& op, uint64_t previous_seq) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOp(const replication::Op& op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SaveMeta() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Before a batch lands on an inconsistent image with a valid undo log,
+  // saves the old contents of everything it will overwrite.
+  absl::Status SaveUndo(const replication::Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshUndoStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const std::string volume_;
   BlockDevice* const store_;
   const std::string meta_path_;
+  const std::unique_ptr<UndoLog> undo_;  // used under mu_
 
   // One stream applies at a time, so holding mu_ across store I/O only ever
   // delays status readers, never another writer.

@@ -128,6 +128,46 @@ TEST_F(ApplierTest, AssumeCleanOnFreshReplicaKeepsItConsistent) {
   EXPECT_EQ(ReplicaMeta::Load(meta_path_)->followed_generation, "gen-a");
 }
 
+TEST_F(ApplierTest, BitmapResyncKeepsUndoAndRollsBack) {
+  // A replica that already follows gen-a: the primary's resync is a bitmap
+  // resync, so the old image is kept in the undo log.
+  ReplicaMeta meta;
+  meta.volume = "vol";
+  meta.size_bytes = kSize;
+  meta.followed_generation = "gen-a";
+  ASSERT_TRUE(store_.Write(0, std::string(8, 'O'), false).ok());
+  auto undo = UndoLog::Open(dir_ + "/undo", kSize);
+  ASSERT_TRUE(undo.ok());
+  applier_ = std::make_unique<Applier>("vol", &store_, meta_path_, meta, std::move(undo).value());
+  ASSERT_TRUE(applier_->HandleHello(Hello("vol", kSize), "peer").accepted());
+  EXPECT_TRUE(applier_->snapshot().consistent);
+  replication::Batch batch;
+  *batch.add_ops() = MakeOp(1, Op::RESYNC, 0, 8, "NNNNNNNN");
+  *batch.add_ops() = MakeOp(2, Op::WRITE, 70000, 3, "abc");
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(batch, &ack).ok());
+  EXPECT_FALSE(applier_->snapshot().consistent);
+  EXPECT_TRUE(applier_->snapshot().undo_available);
+  // The primary is lost here.
+  ASSERT_TRUE(applier_->RollBackInterruptedResync().ok());
+  EXPECT_EQ(store_.Contents(), std::string(8, 'O') + std::string(kSize - 8, 0));
+  auto saved = ReplicaMeta::Load(meta_path_);
+  EXPECT_TRUE(saved->consistent);
+  EXPECT_NE(saved->followed_generation, "gen-a");  // any primary must full-sync it
+  unlink((dir_ + "/undo").c_str());
+}
+
+TEST_F(ApplierTest, FullSyncHasNoUndoAndRefusesRollback) {
+  ASSERT_TRUE(applier_->HandleHello(Hello("vol", kSize), "peer").accepted());
+  replication::Batch batch;
+  *batch.add_ops() = MakeOp(1, Op::RESYNC, 0, 4, "abcd");
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(batch, &ack).ok());
+  absl::Status s = applier_->RollBackInterruptedResync();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(s.message()).find("full sync"), std::string::npos);
+}
+
 TEST(ReplicaMetaTest, CorruptFileIsDataLossNamingTheFile) {
   char path[] = "/tmp/blockrepl-meta-XXXXXX";
   int fd = mkstemp(path);

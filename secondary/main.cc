@@ -41,8 +41,23 @@ admin::VolumeStatus SecondaryStatus(const Applier& applier, const std::string& s
   v.set_consistent(s.consistent);
   v.set_connects_total(s.streams_total);
   v.set_generation(s.followed_generation);
+  v.set_undo_available(s.undo_available);
+  v.set_undo_log_bytes(s.undo_log_bytes);
   return v;
 }
+
+class SecondaryAdmin : public AdminHandler {
+ public:
+  SecondaryAdmin(const Applier* applier, std::string store, std::string meta)
+      : applier_(applier), store_(std::move(store)), meta_(std::move(meta)) {}
+  std::vector<admin::VolumeStatus> Status() override {
+    return {SecondaryStatus(*applier_, store_, meta_)};
+  }
+
+ private:
+  const Applier* const applier_;
+  const std::string store_, meta_;
+};
 
 int Run(int argc, char** argv) {
   CLI::App app{"repl-secondary: receive a volume's replication stream into a local store"};
@@ -53,6 +68,10 @@ int Run(int argc, char** argv) {
   app.add_option("--listen", listen, "replication listen address HOST:PORT")->required();
   app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
   app.add_option("--meta", meta_path, "replica metadata file (default: STORE.meta)");
+  bool rollback = false;
+  app.add_flag("--rollback-resync", rollback,
+               "the primary is lost mid-resync: roll the image back to its state before the "
+               "resync (from the undo log), then exit");
   app.add_option("--size", size, "create the store with this size if it does not exist")
       ->check(SizeValidator());
   if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
@@ -97,7 +116,20 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
-  Applier applier(volume, store.get(), meta_path, meta);
+  auto undo = UndoLog::Open(meta_path + ".undo", store->Size());
+  if (!undo.ok()) {
+    LogError(undo.status().message());
+    return 1;
+  }
+  Applier applier(volume, store.get(), meta_path, meta, std::move(undo).value());
+  if (rollback) {
+    absl::Status s = applier.RollBackInterruptedResync();
+    if (!s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
+    return 0;
+  }
   ReplicaService service({{volume, &applier}});
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -114,9 +146,8 @@ int Run(int argc, char** argv) {
     LogError("cannot listen for replication on ", listen);
     return 1;
   }
-  auto admin = AdminServer::Start(admin_socket, [&] {
-    return std::vector<admin::VolumeStatus>{SecondaryStatus(applier, store_path, meta_path)};
-  });
+  SecondaryAdmin admin_handler(&applier, store_path, meta_path);
+  auto admin = AdminServer::Start(admin_socket, &admin_handler);
   if (!admin.ok()) {
     LogError(admin.status().message());
     server->Shutdown();
@@ -124,7 +155,9 @@ int Run(int argc, char** argv) {
   }
   LogInfo("volume '", volume, "' (", FormatBytes(store->Size()), ") in ", store_path,
           ", listening for its primary on ", listen, ", image ",
-          meta.consistent ? "consistent" : "INCONSISTENT (resync target)",
+          meta.consistent ? "consistent"
+                          : meta.undo_valid ? "INCONSISTENT (resync target; --rollback-resync can undo it)"
+                                            : "INCONSISTENT (full sync target, no undo)",
           meta.followed_generation.empty() ? ", no history yet" : "");
 
   int sig = WaitForTerminationSignal();

@@ -19,6 +19,9 @@ struct ReplicaMeta {
   std::string followed_generation;  // "" = never synced with any primary
   bool consistent = true;
   uint64_t last_applied_seq = 0;
+  // While !consistent: the undo log holds the image as it was when the
+  // resync began, so it can be rolled back (false for full syncs).
+  bool undo_valid = false;
 
   // NotFound when the file does not exist (a brand-new secondary).
   static absl::StatusOr<ReplicaMeta> Load(const std::string& path);

@@ -1,6 +1,7 @@
 #include "common/bitmap/bitmap_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -113,6 +114,19 @@ absl::Status PwriteAll(int fd, const char* data, size_t size, uint64_t offset,
   return absl::OkStatus();
 }
 
+// One writer per bitmap file: a second agent (or an offline rescale) on a
+// file in use would corrupt it. The lock dies with the process.
+absl::Status LockExclusive(int fd, const std::string& path) {
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("bitmap file ", path, " is in use by another process (a running agent?)"));
+    }
+    return PosixError(absl::StrCat("flock ", path));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string BitmapFile::NewId() {
@@ -130,6 +144,7 @@ absl::StatusOr<std::unique_ptr<BitmapFile>> BitmapFile::Create(const std::string
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return PosixError(absl::StrCat("create bitmap file ", path));
   std::unique_ptr<BitmapFile> file(new BitmapFile(path, fd, false));
+  RETURN_IF_ERROR(LockExclusive(fd, path));
   // Allocate every block now, so a full file system shows up here and not
   // as a failed bit flush in front of a client's write.
   const uint64_t size = kPagesOffset + header.page_count() * kBlock;
@@ -159,6 +174,7 @@ absl::StatusOr<std::unique_ptr<BitmapFile>> BitmapFile::Open(const std::string& 
   int fd = open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) return PosixError(absl::StrCat("open bitmap file ", path));
   std::unique_ptr<BitmapFile> file(new BitmapFile(path, fd, read_only));
+  if (!read_only) RETURN_IF_ERROR(LockExclusive(fd, path));
   std::vector<char> slots(2 * kBlock);
   ssize_t n = pread(fd, slots.data(), slots.size(), 0);
   if (n < 0) return PosixError(absl::StrCat("read bitmap file ", path));
@@ -214,6 +230,21 @@ absl::Status BitmapFile::LoadPages() {
   for (uint64_t c = chunks; c < pages * kBitsPerPage; ++c) {
     loaded_bits_[c / 64] &= ~(uint64_t{1} << (c % 64));
   }
+  return absl::OkStatus();
+}
+
+absl::Status BitmapFile::RenameOver(const std::string& new_path) {
+  if (rename(path_.c_str(), new_path.c_str()) != 0) {
+    return PosixError(absl::StrCat("rename ", path_, " to ", new_path));
+  }
+  path_ = new_path;
+  const size_t slash = new_path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : new_path.substr(0, slash);
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return PosixError(absl::StrCat("open directory ", dir));
+  const bool synced = fsync(dfd) == 0;
+  close(dfd);
+  if (!synced) return PosixError(absl::StrCat("fsync directory ", dir));
   return absl::OkStatus();
 }
 

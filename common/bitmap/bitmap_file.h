@@ -60,6 +60,10 @@ class BitmapFile : public BitmapStore {
   const std::vector<uint64_t>& torn_pages() const { return torn_pages_; }
   const std::string& path() const { return path_; }
 
+  // Renames the open file over `new_path` (atomically replacing it; the lock
+  // moves with the file) and fsyncs the directory.
+  absl::Status RenameOver(const std::string& new_path);
+
   // Writes the header into the older slot (sequence + 1, events + 1).
   absl::Status WriteHeader(BitmapHeader header);
   absl::Status WritePages(const std::vector<BitmapPage>& pages) override;
@@ -73,7 +77,7 @@ class BitmapFile : public BitmapStore {
       : path_(std::move(path)), fd_(fd), read_only_(read_only) {}
   absl::Status LoadPages();
 
-  const std::string path_;
+  std::string path_;  // changes only in RenameOver
   const int fd_;
   const bool read_only_;
   BitmapHeader header_;

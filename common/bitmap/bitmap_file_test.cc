@@ -108,6 +108,15 @@ TEST_F(BitmapFileTest, TruncatedFileIsRefused) {
   EXPECT_NE(std::string(file.status().message()).find("truncated"), std::string::npos);
 }
 
+TEST_F(BitmapFileTest, SecondWriterIsRefusedWhileTheFirstHoldsIt) {
+  auto first = BitmapFile::Create(path_, header_);
+  ASSERT_TRUE(first.ok());
+  auto second = BitmapFile::Open(path_);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(second.status().message()).find("in use"), std::string::npos);
+  EXPECT_TRUE(BitmapFile::Open(path_, /*read_only=*/true).ok());  // examine still works
+}
+
 TEST_F(BitmapFileTest, CreateRefusesExistingFile) {
   ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
   EXPECT_EQ(BitmapFile::Create(path_, header_).status().code(), absl::StatusCode::kAlreadyExists);

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cassert>
 
+#include "absl/strings/str_cat.h"
+#include "common/bitmap/bitmap_rescale.h"
+
 namespace blockrepl {
 
 WriteIntentBitmap::WriteIntentBitmap(uint64_t volume_size, uint32_t chunk_size,
@@ -13,12 +16,57 @@ WriteIntentBitmap::WriteIntentBitmap(uint64_t volume_size, uint32_t chunk_size,
       store_(store ? std::move(store) : std::make_unique<MemoryBitmapStore>()) {
   assert(chunk_size >= 4096 && (chunk_size & (chunk_size - 1)) == 0);
   absl::MutexLock lock(&mu_);
+  AllocateLocked();
+}
+
+void WriteIntentBitmap::AllocateLocked() {
   const uint64_t pages = (chunk_count_ + kBitsPerPage - 1) / kBitsPerPage;
   state_.assign(chunk_count_, 0);
-  bits_.assign(pages * (kBitmapPageBytes / 8), 0);
+  bits_.assign(pages * kWordsPerPage, 0);
   page_bits_set_.assign(pages, 0);
   page_dirty_.assign(pages, false);
   page_version_.assign(pages, 0);
+  dirty_chunks_ = needs_sync_chunks_ = bits_set_ = 0;
+}
+
+std::string WriteIntentBitmap::store_description() const {
+  absl::MutexLock lock(&mu_);
+  return store_->Description();
+}
+
+absl::Status WriteIntentBitmap::Relayout(uint32_t new_chunk, const StoreFactory& make_store) {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(+[](bool* flushing) { return !*flushing; }, &flushing_));
+  const uint32_t old_chunk = chunk_size_;
+  for (uint64_t chunk = 0; chunk < chunk_count_; ++chunk) {
+    if (state_[chunk] & kCountMask) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("chunk ", chunk, " has writes in flight; the bitmap cannot be rescaled now"));
+    }
+  }
+  std::vector<uint64_t> needs(bits_.size(), 0);
+  for (uint64_t chunk = 0; chunk < chunk_count_; ++chunk) {
+    if (state_[chunk] & kNeedsSync) needs[chunk / 64] |= uint64_t{1} << (chunk % 64);
+  }
+  std::vector<uint64_t> new_bits = RescaleBits(bits_, volume_size_, old_chunk, new_chunk);
+  std::vector<uint64_t> new_needs = RescaleBits(needs, volume_size_, old_chunk, new_chunk);
+  auto store = make_store(new_chunk, new_bits);
+  if (!store.ok()) return store.status();
+  store_ = std::move(store).value();
+  chunk_size_ = new_chunk;
+  chunk_count_ = (volume_size_ + new_chunk - 1) / new_chunk;
+  AllocateLocked();
+  bits_ = std::move(new_bits);
+  for (uint64_t chunk = 0; chunk < chunk_count_; ++chunk) {
+    if (BitIsSet(chunk)) {
+      ++page_bits_set_[chunk / kBitsPerPage];
+      ++bits_set_;
+    }
+    if ((new_needs[chunk / 64] >> (chunk % 64)) & 1) UpdateState(chunk, kNeedsSync);
+  }
+  durable_version_ = changed_version_;  // the new store holds exactly these bits
+  layout_version_++;
+  return absl::OkStatus();
 }
 
 ChunkRange WriteIntentBitmap::ChunksFor(uint64_t offset, uint64_t length) const {
@@ -174,7 +222,7 @@ absl::Status WriteIntentBitmap::ClearingPass() {
   if (bits_set_ == 0) return absl::OkStatus();
   for (uint64_t word = 0; word < bits_.size(); ++word) {
     if (bits_[word] == 0) continue;
-    for (uint64_t chunk = word * 64; chunk < std::min(chunk_count_, word * 64 + 64); ++chunk) {
+    for (uint64_t chunk = word * 64; chunk < std::min<uint64_t>(chunk_count_, word * 64 + 64); ++chunk) {
       if (!BitIsSet(chunk)) continue;
       const uint32_t state = state_[chunk];
       if (IsDirty(state)) continue;

@@ -11,13 +11,16 @@
 // Thread-safe. Callers order overlapping writes themselves (RangeLock).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/bitmap/bitmap_store.h"
 
@@ -47,9 +50,13 @@ class WriteIntentBitmap {
   WriteIntentBitmap(uint64_t volume_size, uint32_t chunk_size, std::unique_ptr<BitmapStore> store);
 
   uint64_t volume_size() const { return volume_size_; }
-  uint32_t chunk_size() const { return chunk_size_; }
-  uint64_t chunk_count() const { return chunk_count_; }
-  std::string store_description() const { return store_->Description(); }
+  uint32_t chunk_size() const { return chunk_size_.load(); }
+  uint64_t chunk_count() const { return chunk_count_.load(); }
+  // Bumps when Relayout changes the chunk size: chunk indexes computed
+  // before are meaningless after. Callers that computed a ChunkRange before
+  // taking their RangeLock re-check it after.
+  uint64_t layout_version() const { return layout_version_.load(); }
+  std::string store_description() const;
 
   // Chunks touched by the byte range; `length` 0 touches none.
   ChunkRange ChunksFor(uint64_t offset, uint64_t length) const;
@@ -86,6 +93,16 @@ class WriteIntentBitmap {
 
   Counts counts() const;
 
+  // Changes the chunk size (online rescale). Requires that no write or
+  // resync is in flight (the caller has quiesced and drained), else
+  // FailedPrecondition. Bits are ORed when growing and spread when
+  // shrinking, needs-sync flags likewise; `make_store` receives the new bits
+  // and must persist them (a complete new bitmap file) before returning the
+  // store that serves from now on. On error nothing changes.
+  using StoreFactory = std::function<absl::StatusOr<std::unique_ptr<BitmapStore>>(
+      uint32_t new_chunk, const std::vector<uint64_t>& new_bits)>;
+  absl::Status Relayout(uint32_t new_chunk, const StoreFactory& make_store);
+
  private:
   // Per-chunk in-memory state: low bits count writes in flight.
   static constexpr uint32_t kCountMask = (1u << 28) - 1;
@@ -105,11 +122,19 @@ class WriteIntentBitmap {
   // The version the pages of `range` must reach before data may be written.
   uint64_t RequiredVersion(ChunkRange range) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
+  // Allocates the per-chunk arrays for the current chunk count.
+  void AllocateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Constant after construction.
   const uint64_t volume_size_;
-  const uint32_t chunk_size_;
-  const uint64_t chunk_count_;
-  const std::unique_ptr<BitmapStore> store_;  // used by one flusher at a time (flushing_)
+  // Change only in Relayout, with mu_ held and everything quiesced; read
+  // lock-free by callers that re-check layout_version_ under their RangeLock.
+  std::atomic<uint32_t> chunk_size_;
+  std::atomic<uint64_t> chunk_count_;
+  std::atomic<uint64_t> layout_version_{0};
+  // Replaced only in Relayout (mu_ held, no flush running); otherwise used
+  // by one flusher at a time (flushing_) without mu_.
+  std::unique_ptr<BitmapStore> store_;
 
   mutable absl::Mutex mu_;
   std::vector<uint32_t> state_ ABSL_GUARDED_BY(mu_);

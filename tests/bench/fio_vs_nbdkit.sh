@@ -12,7 +12,8 @@
 #      BENCH_TARGETS   subset of "nbdkit async sync" (default all three)
 #      BENCH_KEEP=1    keep the temp dir (fio JSON, logs)
 #      BLOCKREPL_BIN   binaries (default <repo>/build/bin)
-# Prints a table (MB/s, IOPS, p50/p99 completion latency in us, ratio to nbdkit), then checks
+# Prints a table (MB/s, IOPS, p50/p99 completion latency in us, ratio to nbdkit; means over
+# rounds, IOPS ratio), then checks
 # that each replica equals its primary. Every process is stopped by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -147,8 +148,10 @@ for f in sorted(glob.glob(os.path.join(d, "fio-*.json"))):
         (w["bw_bytes"] / 1e6, w["iops"], p.get("50.000000", 0) / 1e3, p.get("99.000000", 0) / 1e3))
 label = {"nbdkit": "nbdkit file", "async": "repl-primary async", "sync": "repl-primary --sync"}
 print()
-print("| workload | target | MB/s | IOPS | p50 us | p99 us | vs nbdkit |")
-print("|---|---|---:|---:|---:|---:|---:|")
+multi = max(len(v) for v in rows.values()) > 1
+print("| workload | target | MB/s | IOPS | p50 us | p99 us | vs nbdkit |"
+      + (" MB/s per round |" if multi else ""))
+print("|---|---|---:|---:|---:|---:|---:|" + ("---|" if multi else ""))
 for wname in ("seq1M_qd8", "rand4K_qd32"):
     base = rows.get((wname, "nbdkit"))
     base_iops = statistics.mean(r[1] for r in base) if base else None
@@ -158,7 +161,9 @@ for wname in ("seq1M_qd8", "rand4K_qd32"):
             continue
         mb, iops, p50, p99 = (statistics.mean(r[i] for r in rs) for i in range(4))
         ratio = f"{iops / base_iops:.2f}x" if base_iops else "-"
-        print(f"| {wname} | {label.get(t, t)} | {mb:.0f} | {iops:.0f} | {p50:.0f} | {p99:.0f} | {ratio} |")
+        per = " " + " / ".join(f"{r[0]:.0f}" for r in rs) + " |" if multi else ""
+        print(f"| {wname} | {label.get(t, t)} | {mb:.0f} | {iops:.0f} | {p50:.0f} | {p99:.0f} | {ratio} |"
+              + per)
 EOF
 
 status=0

@@ -1,0 +1,58 @@
+#include "primary/primary_admin.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace blockrepl {
+
+std::vector<admin::VolumeStatus> PrimaryAdmin::Status() {
+  std::vector<admin::VolumeStatus> result;
+  for (PrimaryVolume* v : volumes_) result.push_back(v->Status());
+  return result;
+}
+
+absl::StatusOr<PrimaryVolume*> PrimaryAdmin::Find(const std::string& name) {
+  if (name.empty() && volumes_.size() == 1) return volumes_[0];
+  for (PrimaryVolume* v : volumes_) {
+    if (v->options().volume == name) return v;
+  }
+  return absl::NotFoundError(name.empty() ? "this agent has several volumes: name one"
+                                          : absl::StrCat("no volume named '", name, "'"));
+}
+
+absl::StatusOr<admin::ResyncControlReply> PrimaryAdmin::ControlResync(
+    const admin::ResyncControlRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  switch (request.action()) {
+    case admin::ResyncControlRequest::PAUSE:
+      (*volume)->PauseResync(true);
+      break;
+    case admin::ResyncControlRequest::RESUME:
+      (*volume)->PauseResync(false);
+      break;
+    case admin::ResyncControlRequest::SET_RATE:
+      (*volume)->SetResyncRate(request.rate_bytes_per_second());
+      break;
+    default:
+      return absl::InvalidArgumentError("unknown resync action");
+  }
+  admin::VolumeStatus status = (*volume)->Status();
+  admin::ResyncControlReply reply;
+  reply.set_paused(status.resync_paused());
+  reply.set_rate_bytes_per_second(status.resync_rate_limit_bytes_per_second());
+  return reply;
+}
+
+absl::StatusOr<admin::RescaleBitmapReply> PrimaryAdmin::RescaleBitmap(
+    const admin::RescaleBitmapRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  const uint64_t chunk = request.chunk_size();
+  if (chunk < 4096 || chunk > (1ull << 30) || (chunk & (chunk - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk size ", chunk, " must be a power of two between 4K and 1G"));
+  }
+  return (*volume)->RescaleBitmap(static_cast<uint32_t>(chunk));
+}
+
+}  // namespace blockrepl
