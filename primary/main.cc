@@ -148,8 +148,8 @@ int Run(int argc, char** argv) {
   int sig = WaitForTerminationSignal();
   LogInfo("signal ", sig, ": stopping");
   (*server)->Stop();  // finishes requests in flight
+  (*admin)->Shutdown();  // no operator command may race with the shutdown
   volume->Shutdown();
-  (*admin)->Shutdown();
   LogInfo("stopped cleanly");
   return 0;
 }

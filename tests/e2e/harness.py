@@ -84,11 +84,11 @@ def require_tools(*names):
 
 def require_nbd_module():
     try:
-        import nbd  # noqa: F401
+        import nbd
     except ImportError as e:
         raise Skip(f"python module 'nbd' not importable by {sys.executable}: {e} "
                    "(install python3-libnbd and run with /usr/bin/python3)")
-    return sys.modules["nbd"]
+    return nbd
 
 
 _BINARIES = ("repl-primary", "repl-secondary", "replctl")
@@ -427,17 +427,20 @@ fi
 
 class Wan:
     """A TCP proxy on 127.0.0.1:.port to 127.0.0.1:dest_port adding `one_way_ms` each way
-    (socat + delay; TOOLING.md). `cut()` kills the proxy's process group (all connections drop);
-    `restore()` listens again on the same port."""
+    (socat + delay; TOOLING.md), optionally capped to `rate` (pv -L syntax, e.g. "100m").
+    `cut()` kills the proxy's process group (all connections drop); `restore()` listens again
+    on the same port. Logs go to the current test's dir (or `logdir`)."""
 
     _n = 0
 
-    def __init__(self, case, one_way_ms, dest_port, rate=None):
+    def __init__(self, one_way_ms, dest_port, rate=None, logdir=None):
         require_tools("socat", "delay", *(["pv"] if rate else []))
         Wan._n += 1
-        self.case, self.one_way_ms, self.dest_port, self.rate = case, one_way_ms, dest_port, rate
+        self.one_way_ms, self.dest_port, self.rate = one_way_ms, dest_port, rate
+        self.dir = Path(logdir or (_CURRENT_CASE.dir if _CURRENT_CASE else
+                                   tempfile.mkdtemp(prefix="br-wan-")))
         self.name = f"wan{Wan._n}"
-        self.script = case.dir / "wan.sh"
+        self.script = self.dir / "wan.sh"
         if not self.script.exists():
             self.script.write_text(_WAN_SH)
             self.script.chmod(0o755)
@@ -453,7 +456,7 @@ class Wan:
             exec_cmd += f" {self.rate}"
         self.proc = Proc(self.name, [
             "socat", f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr,fork,nodelay",
-            f"EXEC:{exec_cmd}"], self.case.dir, new_session=True)
+            f"EXEC:{exec_cmd}"], self.dir, new_session=True)
         wait_for(lambda: port_listening(self.port), 10, f"{self.name} to listen on {self.port}",
                  procs=[self.proc])
 
@@ -823,6 +826,9 @@ class Case:
                     print(f"----- {a.name} status unavailable: {e}", flush=True)
 
 
+_CURRENT_CASE = None
+
+
 class _Deadline(BaseException):
     pass
 
@@ -844,6 +850,8 @@ def main(body, name=None, default_seed=1):
     try:
         require_binaries()
         case = Case(name, seed)
+        global _CURRENT_CASE
+        _CURRENT_CASE = case
         log(f"{name}: seed {seed} (set BLOCKREPL_SEED to change), binaries {BIN}, "
             f"dir {case.dir}")
         body(case)

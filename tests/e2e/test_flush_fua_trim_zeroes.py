@@ -19,7 +19,7 @@ K, M = H.KiB, H.MiB
 
 
 def body(case):
-    nbd = H.require_nbd_module()
+    H.require_nbd_module()
     H.require_tools("qemu-io", "nbdsh")
     prim, sec = case.pair(size=SIZE, volume="ops", nbd="unix", bitmap="memory,65536,5")
     H.wait_in_sync(prim, timeout=30, secondary=sec)

@@ -82,7 +82,7 @@ def body(case):
 
     # Part 2: cut the link (WAN proxy, 1 ms each way), restore it.
     sec = case.secondary(volume="cut", size=SIZE)
-    wan = H.Wan(case, 1, sec.port)
+    wan = H.Wan(1, sec.port)
     prim = case.primary(wan.port, volume="cut", size=SIZE, bitmap="memory,65536,5",
                         assume_clean=True)
     run_part(case, "link cut", wan.cut, wan.restore, prim, sec)

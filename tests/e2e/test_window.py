@@ -25,7 +25,7 @@ MAX_B = 256 * H.KiB
 
 def part_async(case):
     sec = case.secondary(volume="win", size=SIZE)
-    wan = H.Wan(case, 20, sec.port)
+    wan = H.Wan(20, sec.port)
     prim = case.primary(wan.port, volume="win", size=SIZE, async_n=MAX_W,
                         max_inflight_bytes="256K", assume_clean=True)
     H.wait_in_sync(prim, timeout=30, secondary=sec)
@@ -73,7 +73,7 @@ def part_async(case):
 def part_sync(case):
     nbd = H.require_nbd_module()
     sec = case.secondary(volume="syn", size=SIZE)
-    wan = H.Wan(case, 5, sec.port)
+    wan = H.Wan(5, sec.port)
     prim = case.primary(wan.port, volume="syn", size=SIZE, sync=True, assume_clean=True)
     H.wait_in_sync(prim, timeout=30, secondary=sec)
     H.check_eq(prim.status()["mode"], "sync", "mode")
