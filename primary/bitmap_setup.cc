@@ -63,6 +63,11 @@ absl::StatusOr<OpenedBitmap> OpenBitmap(const BitmapSpec& spec, uint64_t volume_
   }
   auto file_or = BitmapFile::Open(spec.path);
   std::string problem;
+  if (!file_or.ok() && !absl::IsDataLoss(file_or.status())) {
+    // In use by another agent, unreadable, ...: nothing an operator flag
+    // may override (replacing a file a live agent writes would lose bits).
+    return file_or.status();
+  }
   if (!file_or.ok()) {
     problem = std::string(file_or.status().message());
   } else if (std::string why = Mismatch(spec, (*file_or)->header(), volume_size); !why.empty()) {

@@ -244,7 +244,9 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       }
       // Bound an epoch even when the client never flushes, so durability
       // and bit clearing keep up (DRBD's max-epoch-size).
-      if (++writes_since_barrier_ >= options_.max_epoch_writes) {
+      if (writes_since_barrier_++ == 0) epoch_start_ = absl::Now();
+      if (writes_since_barrier_ >= options_.max_epoch_writes ||
+          absl::Now() - epoch_start_ >= options_.max_epoch_age) {
         Op barrier;
         barrier.set_kind(Op::BARRIER);
         EnqueueLocked(std::move(barrier), false, ChunkRange{});

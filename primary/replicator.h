@@ -35,6 +35,9 @@ struct ReplicatorOptions {
   uint64_t max_inflight_bytes = 64ull << 20;
   uint64_t max_epoch_writes = 2048;   // close an epoch (barrier) after this many writes
   absl::Duration idle_barrier_delay = absl::Milliseconds(20);
+  // Close an epoch at least this often under a steady flush-free load, so
+  // durability (and bit clearing) never lags by more than this.
+  absl::Duration max_epoch_age = absl::Seconds(2);
   uint64_t max_batch_bytes = 1 << 20;
   int max_batch_ops = 256;
   absl::Duration connect_timeout = absl::Seconds(2);
@@ -139,6 +142,7 @@ class Replicator {
   uint64_t inflight_writes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t writes_since_barrier_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time epoch_start_ ABSL_GUARDED_BY(mu_);  // when the first unbarriered write went in
   uint64_t resync_done_seq_ ABSL_GUARDED_BY(mu_) = 0;
   Snapshot stats_ ABSL_GUARDED_BY(mu_);  // counters and seqs reported by snapshot()
 
