@@ -1,6 +1,7 @@
 // repl-primary: serves a local store over NBD and replicates every write to
 // a secondary agent. Flags and wiring only; the logic lives in
 // PrimaryVolume (replication) and nbd::NbdServer (protocol).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -52,7 +53,7 @@ absl::Status ParseBitmapSpec(const std::string& spec, BitmapSpec* b) {
 int Run(int argc, char** argv) {
   CLI::App app{"repl-primary: serve a volume over NBD and replicate it to a secondary"};
   PrimaryVolumeOptions o;
-  std::string nbd_listen, nbd_socket, admin_socket, bitmap_spec = "memory", size, max_bytes = "64M";
+  std::string nbd_listen, nbd_socket, admin_socket, bitmap_spec, size, max_bytes = "64M";
   uint64_t async_window = 512;
   app.add_option("--volume", o.volume, "volume name (also the NBD export name)")->required();
   app.add_option("--store", o.store_path, "local store: a file or block device")->required();
@@ -62,8 +63,8 @@ int Run(int argc, char** argv) {
   tcp->excludes(unix_opt);
   app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
   app.add_option("--bitmap", bitmap_spec,
-                 "write-intent bitmap FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]]; FILE 'memory' = no file")
-      ->capture_default_str();
+                 "write-intent bitmap FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]]; FILE 'memory' = no file "
+                 "(default for a file store: STORE.bitmap)");
   auto* async_opt = app.add_option("--async", async_window, "max writes in flight to the secondary")
                         ->check(CLI::Range(1, 1 << 20))
                         ->capture_default_str();
@@ -89,6 +90,17 @@ int Run(int argc, char** argv) {
   if (nbd_listen.empty() == nbd_socket.empty()) {
     fprintf(stderr, "repl-primary: exactly one of --nbd-listen or --nbd-socket is required\n");
     return 2;
+  }
+  if (bitmap_spec.empty() || bitmap_spec[0] == ',') {
+    // No FILE: keep the bits beside a file store; a block device has no
+    // "beside", so the operator must say where (or 'memory').
+    struct stat st;
+    const bool block_device = stat(o.store_path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+    if (block_device) {
+      fprintf(stderr, "repl-primary: --bitmap=FILE (or memory) is required for a block-device store\n");
+      return 2;
+    }
+    bitmap_spec = o.store_path + ".bitmap" + bitmap_spec;
   }
   if (absl::Status s = ParseBitmapSpec(bitmap_spec, &o.bitmap); !s.ok()) {
     fprintf(stderr, "repl-primary: %s\n", std::string(s.message()).c_str());

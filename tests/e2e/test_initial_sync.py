@@ -3,7 +3,7 @@
 
 A. A fresh pair whose stores hold different random data: the full initial sync moves the whole
    volume (resynced_bytes_total == size) and the stores end equal.
-B. A primary restart (its bitmap is in memory in this version) triggers a full resync: the
+B. A primary restart with its bitmap in memory (--bitmap=memory) triggers a full resync: the
    primary's store is changed while it is down, and after the restart the stores are equal
    again with resynced_bytes_total == size.
 C. --assume-clean on two equal files syncs nothing (resynced_bytes_total stays 0, also after
@@ -30,7 +30,8 @@ def body(case):
     H.fill_random(sstore, SIZE, case.seed + 1)
     H.check(H.compare_files(pstore, sstore) is not None, "the initial stores are already equal")
     sec = case.secondary(volume="init", store=sstore, size=SIZE, name="a-secondary")
-    prim = case.primary(sec.port, volume="init", store=pstore, size=SIZE, name="a-primary")
+    prim = case.primary(sec.port, volume="init", store=pstore, size=SIZE, name="a-primary",
+                        bitmap="memory")
     st = H.wait_in_sync(prim, timeout=40, secondary=sec)
     H.check_eq(st["resynced_bytes_total"], SIZE, "resynced_bytes_total after the initial sync")
     H.check_eq(st["size_bytes"], SIZE, "size_bytes")
