@@ -41,13 +41,15 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
                           v.bitmap_dirty_pages(), v.bitmap_pages(), v.bitmap_dirty_pages() * 4,
                           v.chunk_size() / 1024,
                           v.bitmap_file().empty() ? "in memory" : "file: " + v.bitmap_file());
-    absl::StrAppendFormat(&out, "      dirty: %d chunks (%s), %d bits set\n", v.dirty_chunks(),
-                          FormatBytes(v.dirty_chunks() * v.chunk_size()), v.bitmap_bits_set());
+    absl::StrAppendFormat(&out, "      dirty: %d chunks (%s), %d bits set, %d bitmap flushes\n",
+                          v.dirty_chunks(), FormatBytes(v.dirty_chunks() * v.chunk_size()),
+                          v.bitmap_bits_set(), v.bitmap_flushes_total());
     if (v.sync_state() == "resyncing" && v.resync_total_bytes() > 0) {
       double fraction = static_cast<double>(v.resync_done_bytes()) / v.resync_total_bytes();
-      absl::StrAppendFormat(&out, "      %s  resync = %.1f%% (%s/%s) %s/s eta %s\n",
-                            ProgressBar(fraction, 20), fraction * 100,
-                            FormatBytes(v.resync_done_bytes()), FormatBytes(v.resync_total_bytes()),
+      absl::StrAppendFormat(&out, "      %s  resync = %.1f%% (%d/%d chunks, %s/%s) %s/s eta %s\n",
+                            ProgressBar(fraction, 20), fraction * 100, v.resync_done_chunks(),
+                            v.resync_total_chunks(), FormatBytes(v.resync_done_bytes()),
+                            FormatBytes(v.resync_total_bytes()),
                             FormatBytes(static_cast<uint64_t>(v.resync_rate_bytes_per_second())),
                             FormatDuration(v.resync_eta_seconds()));
     }
@@ -58,10 +60,11 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
                                 ? std::string("none")
                                 : FormatBytes(v.resync_rate_limit_bytes_per_second()) + "/s");
     }
-    absl::StrAppendFormat(&out, "      replicated: %d writes, %s; resynced %s; seq sent %d, "
-                          "applied %d, durable %d\n",
+    absl::StrAppendFormat(&out, "      replicated: %d writes, %s; resynced %d chunks, %s; seq sent "
+                          "%d, applied %d, durable %d\n",
                           v.replicated_writes_total(), FormatBytes(v.replicated_bytes_total()),
-                          FormatBytes(v.resynced_bytes_total()), v.sent_seq(), v.acked_seq(),
+                          v.resynced_chunks_total(), FormatBytes(v.resynced_bytes_total()),
+                          v.sent_seq(), v.acked_seq(),
                           v.durable_seq());
   } else {
     absl::StrAppendFormat(&out, "      applied: %d writes, %s; resync %s; seq applied %d, "

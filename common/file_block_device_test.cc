@@ -1,4 +1,5 @@
 #include "common/file_block_device.h"
+#include "common/test_temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -12,16 +13,11 @@ namespace {
 class FileBlockDeviceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blockrepl-fbd-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/store.img";
+    ASSERT_TRUE(dir_.ok());
+    path_ = dir_.File("store.img");
   }
-  void TearDown() override {
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
-  }
-  std::string dir_, path_;
+  TempDir dir_;
+  std::string path_;
 };
 
 TEST_F(FileBlockDeviceTest, CreatesSparseFileOfRequestedSize) {

@@ -123,6 +123,10 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_replicated_writes_total(r.replicated_writes_total);
   s.set_resync_done_bytes(p.done_bytes);
   s.set_resync_total_bytes(p.total_bytes);
+  s.set_resync_done_chunks(p.done_chunks);
+  s.set_resync_total_chunks(p.total_chunks);
+  s.set_resynced_chunks_total(p.resynced_chunks_total);
+  s.set_bitmap_flushes_total(counts.flushes_total);
   s.set_resynced_bytes_total(p.resynced_bytes_total);
   s.set_resync_rate_bytes_per_second(p.rate_bytes_per_second);
   s.set_resync_eta_seconds(p.eta_seconds);

@@ -286,10 +286,11 @@ bool Replicator::Wait(const ReplicationTicket& ticket, WaitFor what) {
 bool Replicator::Drain(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return live_connection_ == 0 || (inflight_.empty() && awaiting_durable_.empty());
+    return (live_connection_ == 0 || (inflight_.empty() && awaiting_durable_.empty())) &&
+           releases_pending_ == 0;
   };
   mu_.AwaitWithTimeout(absl::Condition(&drained), timeout);
-  return inflight_.empty() && awaiting_durable_.empty();
+  return inflight_.empty() && awaiting_durable_.empty() && releases_pending_ == 0;
 }
 
 void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
@@ -366,6 +367,7 @@ void Replicator::HandleAck(const replication::Ack& ack) {
       awaiting_durable_.pop_front();
     }
     stats_.acked_seq = std::max(stats_.acked_seq, ack.applied_seq());
+    releases_pending_ += durable_chunks.size();
   }
   // Only durable writes release their bits: a power loss on the secondary
   // cannot then leave a chunk the bitmap forgot (DRBD's barrier ack rule).
@@ -373,6 +375,7 @@ void Replicator::HandleAck(const replication::Ack& ack) {
   // durability also sees the bitmap settled.
   for (const ChunkRange& chunks : durable_chunks) bitmap_->EndWrite(chunks, /*replicated=*/true);
   absl::MutexLock lock(&mu_);
+  releases_pending_ -= durable_chunks.size();
   stats_.durable_seq = std::max(stats_.durable_seq, ack.durable_seq());
   if (resync_done_seq_ != 0 && stats_.durable_seq >= resync_done_seq_) {
     stats_.peer_consistent = true;
@@ -404,8 +407,11 @@ void Replicator::ConnectionLost(const std::string& reason) {
     resync_done_seq_ = 0;
     stats_.peer_consistent = false;
     state_ = stopping_ ? ConnectionState::kDisconnected : ConnectionState::kConnecting;
+    releases_pending_ += lost.size();
   }
   for (const ChunkRange& chunks : lost) bitmap_->EndWrite(chunks, /*replicated=*/false);
+  absl::MutexLock lock(&mu_);
+  releases_pending_ -= lost.size();
 }
 
 Replicator::Snapshot Replicator::snapshot() const {

@@ -139,6 +139,10 @@ class Replicator {
   std::deque<replication::Op> send_queue_ ABSL_GUARDED_BY(mu_);
   std::deque<InflightOp> inflight_ ABSL_GUARDED_BY(mu_);         // sent/queued, not applied
   std::deque<InflightOp> awaiting_durable_ ABSL_GUARDED_BY(mu_); // applied, not durable
+  // Chunk ranges taken off the queues whose bitmap counts are being released
+  // outside mu_ (the bitmap has its own lock). Drain waits for these too, or a
+  // rescale could see a count that is about to drop.
+  uint64_t releases_pending_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t inflight_writes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t writes_since_barrier_ ABSL_GUARDED_BY(mu_) = 0;

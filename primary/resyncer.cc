@@ -118,7 +118,9 @@ bool Resyncer::RunPass(uint64_t connection) {
     absl::MutexLock lock(&mu_);
     progress_.active = true;
     progress_.done_bytes = 0;
-    progress_.total_bytes = bitmap_->counts().needs_sync_chunks * chunk_size;
+    progress_.total_chunks = bitmap_->counts().needs_sync_chunks;
+    progress_.total_bytes = progress_.total_chunks * chunk_size;
+    progress_.done_chunks = 0;
     pass_start_ = absl::Now();
     rate_window_start_ = pass_start_;
     rate_window_bytes_ = 0;
@@ -127,7 +129,10 @@ bool Resyncer::RunPass(uint64_t connection) {
   auto finish = [&](bool completed) {
     absl::MutexLock lock(&mu_);
     progress_.active = false;
-    if (completed) progress_.total_bytes = progress_.done_bytes;
+    if (completed) {
+      progress_.total_bytes = progress_.done_bytes;
+      progress_.total_chunks = progress_.done_chunks;
+    }
     return completed;
   };
   std::string buffer;
@@ -172,6 +177,11 @@ bool Resyncer::RunPass(uint64_t connection) {
     absl::MutexLock lock(&mu_);
     progress_.done_bytes += length;
     progress_.resynced_bytes_total += length;
+    progress_.done_chunks++;
+    progress_.resynced_chunks_total++;
+    // Chunks flagged after the pass began (a write to a chunk already sent)
+    // are walked too: the total grows rather than the bar passing 100%.
+    progress_.total_chunks = std::max(progress_.total_chunks, progress_.done_chunks);
     if (zero) progress_.zero_chunks_total++;
     progress_.total_bytes = std::max(progress_.total_bytes, progress_.done_bytes);
   }

@@ -26,6 +26,9 @@ class Resyncer {
     bool active = false;
     uint64_t done_bytes = 0;       // current (or last) pass
     uint64_t total_bytes = 0;
+    uint64_t done_chunks = 0;      // current (or last) pass
+    uint64_t total_chunks = 0;
+    uint64_t resynced_chunks_total = 0;  // all passes since start
     uint64_t resynced_bytes_total = 0;  // all passes since start
     uint64_t zero_chunks_total = 0;     // chunks sent as "all zeroes" (no payload)
     double rate_bytes_per_second = 0;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/mem_block_device.h"
+#include "common/test_temp_dir.h"
 
 namespace blockrepl {
 namespace {
@@ -13,18 +14,12 @@ using replication::Op;
 class ApplierTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blockrepl-applier-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    meta_path_ = dir_ + "/meta";
+    ASSERT_TRUE(dir_.ok());
+    meta_path_ = dir_.File("meta");
     ReplicaMeta meta;
     meta.volume = "vol";
     meta.size_bytes = kSize;
     applier_ = std::make_unique<Applier>("vol", &store_, meta_path_, meta);
-  }
-  void TearDown() override {
-    unlink(meta_path_.c_str());
-    rmdir(dir_.c_str());
   }
   replication::Hello Hello(const std::string& volume, uint64_t size) {
     replication::Hello h;
@@ -46,7 +41,8 @@ class ApplierTest : public ::testing::Test {
 
   static constexpr uint64_t kSize = 1 << 20;
   MemBlockDevice store_{kSize};
-  std::string dir_, meta_path_;
+  TempDir dir_;
+  std::string meta_path_;
   std::unique_ptr<Applier> applier_;
 };
 
@@ -136,7 +132,7 @@ TEST_F(ApplierTest, BitmapResyncKeepsUndoAndRollsBack) {
   meta.size_bytes = kSize;
   meta.followed_generation = "gen-a";
   ASSERT_TRUE(store_.Write(0, std::string(8, 'O'), false).ok());
-  auto undo = UndoLog::Open(dir_ + "/undo", kSize);
+  auto undo = UndoLog::Open(dir_.File("undo"), kSize);
   ASSERT_TRUE(undo.ok());
   applier_ = std::make_unique<Applier>("vol", &store_, meta_path_, meta, std::move(undo).value());
   ASSERT_TRUE(applier_->HandleHello(Hello("vol", kSize), "peer").accepted());
@@ -154,7 +150,6 @@ TEST_F(ApplierTest, BitmapResyncKeepsUndoAndRollsBack) {
   auto saved = ReplicaMeta::Load(meta_path_);
   EXPECT_TRUE(saved->consistent);
   EXPECT_NE(saved->followed_generation, "gen-a");  // any primary must full-sync it
-  unlink((dir_ + "/undo").c_str());
 }
 
 TEST_F(ApplierTest, FullSyncHasNoUndoAndRefusesRollback) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/mem_block_device.h"
+#include "common/test_temp_dir.h"
 
 namespace blockrepl {
 namespace {
@@ -14,22 +15,17 @@ constexpr uint64_t kExtent = UndoLog::kExtentBytes;
 class UndoLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blockrepl-undo-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/undo";
+    ASSERT_TRUE(dir_.ok());
+    path_ = dir_.File("undo");
     for (uint64_t i = 0; i < kSize; i += 4096) {
       ASSERT_TRUE(store_.Write(i, std::string(4096, 'a' + (i / kExtent) % 26), false).ok());
     }
     original_ = store_.Contents();
   }
-  void TearDown() override {
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
-  }
   static constexpr uint64_t kSize = 16 * kExtent + 4096;  // last extent is short
   MemBlockDevice store_{kSize};
-  std::string dir_, path_, original_;
+  TempDir dir_;
+  std::string path_, original_;
 };
 
 TEST_F(UndoLogTest, RollBackRestoresFirstTouchContents) {

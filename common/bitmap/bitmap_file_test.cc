@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/bitmap/write_intent_bitmap.h"
+#include "common/test_temp_dir.h"
 
 namespace blockrepl {
 namespace {
@@ -12,19 +13,13 @@ namespace {
 class BitmapFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blockrepl-bm-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/vol.bm";
+    ASSERT_TRUE(dir_.ok());
+    path_ = dir_.File("vol.bm");
     header_.volume_uuid = BitmapFile::NewId();
     header_.generation = BitmapFile::NewId();
     header_.volume_size = 8ull << 30;  // 131072 chunks: 5 pages
     header_.chunk_size = 65536;
     header_.daemon_sleep_ms = 5000;
-  }
-  void TearDown() override {
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
   }
   void Corrupt(off_t offset) {
     int fd = open(path_.c_str(), O_RDWR);
@@ -32,7 +27,8 @@ class BitmapFileTest : public ::testing::Test {
     ASSERT_EQ(pwrite(fd, &byte, 1, offset), 1);
     close(fd);
   }
-  std::string dir_, path_;
+  TempDir dir_;
+  std::string path_;
   BitmapHeader header_;
 };
 

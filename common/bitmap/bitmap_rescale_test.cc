@@ -1,4 +1,5 @@
 #include "common/bitmap/bitmap_rescale.h"
+#include "common/test_temp_dir.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -145,20 +146,13 @@ TEST(RescaleBitsTest, SixteenTebibyteVolumeRescalesByRunsNotBytes) {
 class RescaleFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blockrepl-rescale-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/vol.bm";
+    ASSERT_TRUE(dir_.ok());
+    path_ = dir_.File("vol.bm");
     header_.volume_uuid = BitmapFile::NewId();
     header_.generation = BitmapFile::NewId();
     header_.volume_size = 8ull << 30;  // 131072 chunks of 64K: 5 pages
     header_.chunk_size = 65536;
     header_.daemon_sleep_ms = 5000;
-  }
-  void TearDown() override {
-    unlink(path_.c_str());
-    unlink((path_ + ".rescale.tmp").c_str());
-    rmdir(dir_.c_str());
   }
   // A file with a few dirty chunks on pages 0, 1 and 4; returns its bits.
   std::vector<uint64_t> MakeFile() {
@@ -174,7 +168,8 @@ class RescaleFileTest : public ::testing::Test {
     EXPECT_TRUE((*file)->WritePages(pages).ok());
     return bits;
   }
-  std::string dir_, path_;
+  TempDir dir_;
+  std::string path_;
   BitmapHeader header_;
 };
 

@@ -16,7 +16,7 @@ chunks 256..1023, the live writes made during a pause in chunks 240..247, the lo
    bitmap rescale --chunk=16384` completes: the reply's bits x chunk do not shrink, chunk_size
    becomes 16384 (status and the file), the pending chunks are still dirty (at least 4 x 64 of
    16 KiB), bits x chunk >= before; the load keeps completing writes; resume, stop the load,
-   in_sync, stores equal.
+   in_sync, stores equal. 2b: 8 more online rescales (64K <-> 16K) under load, each completes.
 3. Online rescale back to 64 KiB, the same way (32 pending 64 KiB chunks = 128 at 16 KiB) with the
    resync running (rate-limited to 2 MiB/s) and the load on: chunk_size 65536, bits x chunk do not
    shrink; resync rate 0, in_sync, stores equal.
@@ -208,6 +208,19 @@ def body(case):
     load.stop()
     st = H.wait_in_sync(prim, timeout=40, secondary=sec)
     H.check_eq(st["chunk_size"], 16384, "2: chunk_size once in sync")
+    H.assert_same_files(prim.store, sec.store)
+
+    # ---- 2b. more online rescales under load: each must complete (the quiesce must wait for
+    # every write, not fail on one still finishing) -----------------------------------------------
+    load = H.Load(case, prim.uri, SIZE, case.seed + 22, qd=16, min_bs=4 * H.KiB,
+                  max_bs=64 * H.KiB, span=1 * H.MiB)
+    load.wait_progress(300, procs=[prim.proc, sec.proc])
+    for chunk in [CHUNK, 16384] * 4:
+        rescale(prim, chunk)
+    load.wait_progress(100, procs=[prim.proc, sec.proc])
+    load.stop()
+    st = H.wait_in_sync(prim, timeout=40, secondary=sec)
+    H.check_eq(st["chunk_size"], 16384, "2b: chunk_size after 8 rescales")
     H.assert_same_files(prim.store, sec.store)
 
     # ---- 3. online rescale back to 64K with the resync running and the load on -----------------
