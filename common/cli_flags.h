@@ -13,6 +13,11 @@ CLI::Validator SizeValidator();
 // Parses a size already checked by SizeValidator (0 for empty).
 uint64_t SizeOrDie(const std::string& text);
 
+// Checks a HOST:PORT listen address ("[v6]:PORT" for IPv6) without binding:
+// "" if fine, else what is wrong.
+std::string ValidateListenAddress(const std::string& listen);
+CLI::Validator ListenAddressValidator();
+
 // Runs app.parse; on error prints CLI11's message and returns the exit code
 // to use (0 for --help, 2 for usage errors), else -1.
 int ParseOrExitCode(CLI::App& app, int argc, char** argv);

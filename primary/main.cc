@@ -13,10 +13,12 @@
 #include "common/admin_server.h"
 #include "common/cli_flags.h"
 #include "common/log.h"
+#include "common/metrics/metrics_http_server.h"
 #include "common/process.h"
 #include "common/units.h"
 #include "primary/nbd/nbd_server.h"
 #include "primary/primary_admin.h"
+#include "primary/primary_metrics.h"
 #include "primary/primary_volume.h"
 
 namespace blockrepl {
@@ -54,6 +56,7 @@ int Run(int argc, char** argv) {
   CLI::App app{"repl-primary: serve a volume over NBD and replicate it to a secondary"};
   PrimaryVolumeOptions o;
   std::string nbd_listen, nbd_socket, admin_socket, bitmap_spec, size, max_bytes = "64M";
+  std::string metrics_listen;
   uint64_t async_window = 512;
   app.add_option("--volume", o.volume, "volume name (also the NBD export name)")->required();
   app.add_option("--store", o.store_path, "local store: a file or block device")->required();
@@ -62,6 +65,9 @@ int Run(int argc, char** argv) {
   auto* unix_opt = app.add_option("--nbd-socket", nbd_socket, "serve NBD on a unix socket");
   tcp->excludes(unix_opt);
   app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus /metrics and /healthz on HOST:PORT (read-only)")
+      ->check(ListenAddressValidator());
   app.add_option("--bitmap", bitmap_spec,
                  "write-intent bitmap FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]]; FILE 'memory' = no file "
                  "(default for a file store: STORE.bitmap)");
@@ -148,6 +154,25 @@ int Run(int argc, char** argv) {
     volume->Shutdown();
     return 1;
   }
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (!metrics_listen.empty()) {
+    const PrimaryVolume* v = volume.get();
+    const nbd::Stats* nbd_stats = &(*server)->stats();
+    auto started = MetricsHttpServer::Start(
+        metrics_listen,
+        [v, nbd_stats](MetricSet* set) {
+          AppendPrimaryMetrics(v->Status(), v->ack_latency(), *nbd_stats, set);
+        },
+        [] { return absl::OkStatus(); });
+    if (!started.ok()) {
+      LogError(started.status().message());
+      (*server)->Stop();
+      (*admin)->Shutdown();
+      volume->Shutdown();
+      return 1;
+    }
+    metrics = std::move(started).value();
+  }
   const std::string address = (*server)->address();
   LogInfo("volume '", o.volume, "' (", FormatBytes(volume->device()->Size()), ") from ",
           o.store_path, " replicating to ", o.secondary, " (",
@@ -155,10 +180,12 @@ int Run(int argc, char** argv) {
                                                      " writes / ", FormatBytes(o.max_inflight_bytes)),
           "); NBD on ",
           nbd_socket.empty() ? absl::StrCat("nbd://", address, "/", o.volume)
-                             : absl::StrCat("nbd+unix:///", o.volume, "?socket=", address));
+                             : absl::StrCat("nbd+unix:///", o.volume, "?socket=", address),
+          metrics ? absl::StrCat("; metrics on http://", metrics_listen, "/metrics") : "");
 
   int sig = WaitForTerminationSignal();
   LogInfo("signal ", sig, ": stopping");
+  metrics.reset();  // scrapes read the volume: stop them first
   (*server)->Stop();  // finishes requests in flight
   (*admin)->Shutdown();  // no operator command may race with the shutdown
   volume->Shutdown();

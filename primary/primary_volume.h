@@ -51,6 +51,7 @@ class PrimaryVolume {
   BlockDevice* device() { return volume_.get(); }
   const PrimaryVolumeOptions& options() const { return options_; }
   admin::VolumeStatus Status() const;
+  const LatencyHistogram& ack_latency() const { return replicator_->ack_latency(); }
 
   // Operator controls, reached through the admin socket.
   void PauseResync(bool paused) { resyncer_->SetPaused(paused); }

@@ -207,7 +207,8 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
   const uint64_t seq = next_seq_++;
   op.set_seq(seq);
   const uint64_t bytes = op.data().size();
-  inflight_.push_back(InflightOp{seq, bytes, counts_in_window, chunks});
+  inflight_.push_back(
+      InflightOp{seq, bytes, counts_in_window, chunks, std::chrono::steady_clock::now()});
   if (counts_in_window) {
     inflight_writes_++;
     inflight_bytes_ += bytes;
@@ -357,6 +358,7 @@ void Replicator::HandleAck(const replication::Ack& ack) {
       InflightOp op = inflight_.front();
       inflight_.pop_front();
       if (op.counts_in_window) {
+        ack_latency_.RecordSince(op.enqueued);
         inflight_writes_--;
         inflight_bytes_ -= op.bytes;
       }

@@ -10,6 +10,7 @@
 // when calling Submit; Replicator never calls out while holding mu_.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/bitmap/write_intent_bitmap.h"
+#include "common/metrics/latency_histogram.h"
 #include "primary/replication_channel.h"
 #include "replication.pb.h"
 
@@ -98,6 +100,9 @@ class Replicator {
   uint64_t WaitUntilConnected(absl::Duration timeout);
   Snapshot snapshot() const;
   std::string peer() const { return channel_->peer(); }
+  // Time from handing a write (or resync chunk) to the stream until the
+  // secondary acks it as applied: the WAN round trip plus queueing.
+  const LatencyHistogram& ack_latency() const { return ack_latency_; }
 
  private:
   struct InflightOp {
@@ -105,6 +110,7 @@ class Replicator {
     uint64_t bytes;
     bool counts_in_window;
     ChunkRange chunks;
+    std::chrono::steady_clock::time_point enqueued;  // for the ack latency histogram
   };
 
   void ManagerLoop();
@@ -149,6 +155,8 @@ class Replicator {
   absl::Time epoch_start_ ABSL_GUARDED_BY(mu_);  // when the first unbarriered write went in
   uint64_t resync_done_seq_ ABSL_GUARDED_BY(mu_) = 0;
   Snapshot stats_ ABSL_GUARDED_BY(mu_);  // counters and seqs reported by snapshot()
+
+  LatencyHistogram ack_latency_;  // lock-free
 
   std::thread manager_;
 };

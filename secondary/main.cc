@@ -11,6 +11,8 @@
 #include "common/cli_flags.h"
 #include "common/file_block_device.h"
 #include "common/log.h"
+#include "common/metrics/metrics_http_server.h"
+#include "common/metrics/status_metrics.h"
 #include "common/process.h"
 #include "common/units.h"
 #include "secondary/applier.h"
@@ -61,13 +63,16 @@ class SecondaryAdmin : public AdminHandler {
 
 int Run(int argc, char** argv) {
   CLI::App app{"repl-secondary: receive a volume's replication stream into a local store"};
-  std::string volume, store_path, listen, admin_socket, meta_path, size;
+  std::string volume, store_path, listen, admin_socket, meta_path, size, metrics_listen;
   app.add_option("--volume", volume, "volume name; a primary of another volume is refused")
       ->required();
   app.add_option("--store", store_path, "local store: a file or block device")->required();
   app.add_option("--listen", listen, "replication listen address HOST:PORT")->required();
   app.add_option("--admin-socket", admin_socket, "unix socket for replctl")->required();
   app.add_option("--meta", meta_path, "replica metadata file (default: STORE.meta)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus /metrics and /healthz on HOST:PORT (read-only)")
+      ->check(ListenAddressValidator());
   bool rollback = false;
   app.add_flag("--rollback-resync", rollback,
                "the primary is lost mid-resync: roll the image back to its state before the "
@@ -153,15 +158,35 @@ int Run(int argc, char** argv) {
     server->Shutdown();
     return 1;
   }
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (!metrics_listen.empty()) {
+    auto started = MetricsHttpServer::Start(
+        metrics_listen,
+        [&admin_handler](MetricSet* set) {
+          for (const admin::VolumeStatus& v : admin_handler.Status()) {
+            AppendVolumeStatusMetrics(v, set);
+          }
+        },
+        [] { return absl::OkStatus(); });
+    if (!started.ok()) {
+      LogError(started.status().message());
+      (*admin)->Shutdown();
+      server->Shutdown();
+      return 1;
+    }
+    metrics = std::move(started).value();
+  }
   LogInfo("volume '", volume, "' (", FormatBytes(store->Size()), ") in ", store_path,
           ", listening for its primary on ", listen, ", image ",
           meta.consistent ? "consistent"
                           : meta.undo_valid ? "INCONSISTENT (resync target; --rollback-resync can undo it)"
                                             : "INCONSISTENT (full sync target, no undo)",
-          meta.followed_generation.empty() ? ", no history yet" : "");
+          meta.followed_generation.empty() ? ", no history yet" : "",
+          metrics ? absl::StrCat("; metrics on http://", metrics_listen, "/metrics") : "");
 
   int sig = WaitForTerminationSignal();
   LogInfo("signal ", sig, ": stopping");
+  metrics.reset();
   service.CancelAll();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/block_device.h"
+#include "common/metrics/latency_histogram.h"
 #include "primary/nbd/nbd_wire.h"
 
 namespace blockrepl::nbd {
@@ -45,6 +46,10 @@ struct Stats {
   std::atomic<uint64_t> bytes_read{0};          // bytes of successful READs (device side)
   std::atomic<uint64_t> bytes_written{0};       // payload bytes of successful WRITEs
   std::atomic<uint64_t> handshake_failures{0};  // dropped before transmission (not ABORT)
+  // From a request fully received to its reply sent, successful or not.
+  // Writes = WRITE, WRITE_ZEROES and TRIM: everything that changes data.
+  LatencyHistogram write_latency;
+  LatencyHistogram flush_latency;
 };
 
 }  // namespace blockrepl::nbd

@@ -132,6 +132,7 @@ void Session::Transmission(const Export& e) {
         return;
       }
     }
+    req->received = std::chrono::steady_clock::now();
     pool_->Submit([this, &e, req] { Execute(e, *req); });
   }
 }
@@ -222,6 +223,11 @@ void Session::Execute(const Export& e, Request& r) {
   absl::Span<const char> data;
   if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(r.data.get(), r.length);
   SendReply(r.cookie, error, data);
+  if (r.type == kCmdWrite || r.type == kCmdWriteZeroes || r.type == kCmdTrim) {
+    stats_->write_latency.RecordSince(r.received);
+  } else if (r.type == kCmdFlush) {
+    stats_->flush_latency.RecordSince(r.received);
+  }
 
   r.data.reset();  // release the memory before admitting more
   absl::MutexLock lock(&mu_);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,6 +52,7 @@ class Session {
     uint64_t offset = 0;
     uint32_t length = 0;
     std::unique_ptr<char[]> data;  // READ result or WRITE payload
+    std::chrono::steady_clock::time_point received;  // header and payload in
   };
 
   void Transmission(const Export& e);
