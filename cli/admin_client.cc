@@ -27,4 +27,20 @@ int AdminClient::ReportFailure(const grpc::Status& status) const {
   return 1;
 }
 
+grpc::Status AdminClient::GetVolume(const std::string& volume, admin::VolumeStatus* out) {
+  auto context = NewContext();
+  admin::StatusRequest request;
+  request.set_volume(volume);
+  admin::StatusReply reply;
+  grpc::Status status = stub_->GetStatus(context.get(), request, &reply);
+  if (!status.ok()) return status;
+  if (reply.volumes_size() != 1) {
+    return grpc::Status(grpc::FAILED_PRECONDITION,
+                        absl::StrCat("this agent has ", reply.volumes_size(),
+                                     " volumes: name one with --volume"));
+  }
+  *out = reply.volumes(0);
+  return grpc::Status::OK;
+}
+
 }  // namespace blockrepl

@@ -7,8 +7,12 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/bitmap_command.h"
+#include "cli/connection_command.h"
+#include "cli/detail_command.h"
 #include "cli/resync_command.h"
 #include "cli/status_command.h"
+#include "cli/verify_command.h"
+#include "cli/watch_command.h"
 #include "common/cli_flags.h"
 
 int main(int argc, char** argv) {
@@ -24,6 +28,49 @@ int main(int argc, char** argv) {
   CLI::App* status = app.add_subcommand("status", "show replication status of every volume");
   status->add_flag("--json", json, "one JSON object with a \"volumes\" array");
   status->add_option("--volume", volume, "only this volume");
+
+  CLI::App* detail = app.add_subcommand("detail", "everything about one volume (like mdadm -D)");
+  detail->add_flag("--json", json, "the volume's status as one JSON object");
+  detail->add_option("--volume", volume, "the volume (default: the agent's only one)");
+
+  double interval = 1.0;
+  int count = 0;
+  CLI::App* watch = app.add_subcommand("watch", "live status with resync/verify progress bars");
+  watch->add_option("--interval", interval, "seconds between refreshes")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  watch->add_option("--count", count, "stop after N refreshes (0: until interrupted)")
+      ->check(CLI::NonNegativeNumber);
+  watch->add_flag("--json", json, "one JSON object per refresh, one per line");
+  watch->add_option("--volume", volume, "only this volume");
+
+  int timeout = 15;
+  CLI::App* connect = app.add_subcommand(
+      "connect", "let the volume's replication stream come up again (after disconnect)");
+  CLI::App* disconnect = app.add_subcommand(
+      "disconnect",
+      "cut the replication stream and keep it down; the primary marks writes in the bitmap");
+  for (CLI::App* c : {connect, disconnect}) {
+    c->add_option("--volume", volume, "the volume (default: the agent's only one)");
+    c->add_option("--timeout", timeout, "seconds to wait for the new state (0: do not wait)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    c->add_flag("--json", json, "print the volume's status as JSON afterwards");
+  }
+
+  bool repair = false;
+  std::string verify_offset = "0", verify_length = "0";
+  CLI::App* verify = app.add_subcommand(
+      "verify",
+      "compare both stores online (chunk checksums through the replication stream); exit 3 if "
+      "chunks differ");
+  verify->add_option("--volume", volume, "the volume (default: the agent's only one)");
+  verify->add_flag("--repair", repair, "flag differing chunks for resync");
+  verify->add_option("--offset", verify_offset, "start of the range (default 0)")
+      ->check(blockrepl::SizeValidator());
+  verify->add_option("--length", verify_length, "length of the range (default: to the end)")
+      ->check(blockrepl::SizeValidator());
+  verify->add_flag("--json", json, "print the report as JSON");
 
   CLI::App* bitmap = app.add_subcommand("bitmap", "examine or rescale a write-intent bitmap");
   bitmap->require_subcommand(1);
@@ -58,6 +105,18 @@ int main(int argc, char** argv) {
 
   if (int code = blockrepl::ParseOrExitCode(app, argc, argv); code >= 0) return code;
   if (status->parsed()) return blockrepl::RunStatusCommand(admin_socket, volume, json);
+  if (detail->parsed()) return blockrepl::RunDetailCommand(admin_socket, volume, json);
+  if (watch->parsed()) {
+    return blockrepl::RunWatchCommand(admin_socket, volume, interval, count, json);
+  }
+  if (connect->parsed() || disconnect->parsed()) {
+    return blockrepl::RunConnectionCommand(admin_socket, volume, connect->parsed(), timeout, json);
+  }
+  if (verify->parsed()) {
+    return blockrepl::RunVerifyCommand(admin_socket, volume, repair,
+                                       blockrepl::SizeOrDie(verify_offset),
+                                       blockrepl::SizeOrDie(verify_length), json);
+  }
   if (examine->parsed()) return blockrepl::RunBitmapExamine(bitmap_file, bitmap_json);
   if (rescale->parsed()) {
     return bitmap_file.empty() ? blockrepl::RunBitmapRescaleOnline(admin_socket, volume, chunk)

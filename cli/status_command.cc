@@ -9,26 +9,17 @@
 #include "admin.grpc.pb.h"
 #include "cli/admin_client.h"
 #include "cli/json_output.h"
+#include "cli/progress.h"
 #include "common/units.h"
 
 namespace blockrepl {
-namespace {
-
-std::string ProgressBar(double fraction, int width) {
-  fraction = std::min(1.0, std::max(0.0, fraction));
-  int filled = static_cast<int>(fraction * width);
-  std::string bar = "[";
-  for (int i = 0; i < width; ++i) bar += i < filled ? '=' : (i == filled ? '>' : '.');
-  return bar + "]";
-}
-
-}  // namespace
 
 std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
   std::string out = absl::StrFormat("%s : %s, %s, %s", v.name(), v.role(), v.connection(),
                                     v.sync_state());
   if (v.role() == "primary") absl::StrAppend(&out, ", ", v.mode());
   if (v.role() == "secondary") absl::StrAppend(&out, v.consistent() ? ", consistent" : ", INCONSISTENT");
+  if (v.disconnected_by_operator()) absl::StrAppend(&out, " (by the operator: replctl connect)");
   absl::StrAppend(&out, "\n");
   absl::StrAppendFormat(&out, "      %s (%d bytes) store %s, peer %s\n", FormatBytes(v.size_bytes()),
                         v.size_bytes(), v.store(), v.peer().empty() ? "-" : v.peer());
@@ -52,6 +43,12 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
                             FormatBytes(v.resync_total_bytes()),
                             FormatBytes(static_cast<uint64_t>(v.resync_rate_bytes_per_second())),
                             FormatDuration(v.resync_eta_seconds()));
+    }
+    if (v.verify_active() && v.verify_total_chunks() > 0) {
+      double fraction = static_cast<double>(v.verify_done_chunks()) / v.verify_total_chunks();
+      absl::StrAppendFormat(&out, "      %s  verify = %.1f%% (%d/%d chunks), %d differ\n",
+                            ProgressBar(fraction, 20), fraction * 100, v.verify_done_chunks(),
+                            v.verify_total_chunks(), v.verify_differing_chunks());
     }
     if (v.resync_paused() || v.resync_rate_limit_bytes_per_second() > 0) {
       absl::StrAppendFormat(&out, "      resync control: %s, rate limit %s\n",

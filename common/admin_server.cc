@@ -49,6 +49,20 @@ class AdminService final : public admin::Admin::Service {
     return ToGrpc(result.status());
   }
 
+  grpc::Status SetConnection(grpc::ServerContext*, const admin::ConnectionRequest* request,
+                             admin::ConnectionReply* reply) override {
+    auto result = handler_->SetConnection(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
+  grpc::Status Verify(grpc::ServerContext*, const admin::VerifyRequest* request,
+                      admin::VerifyReply* reply) override {
+    auto result = handler_->Verify(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
  private:
   AdminHandler* const handler_;
 };
@@ -96,6 +110,16 @@ absl::StatusOr<admin::ResyncControlReply> AdminHandler::ControlResync(
 absl::StatusOr<admin::RescaleBitmapReply> AdminHandler::RescaleBitmap(
     const admin::RescaleBitmapRequest&) {
   return absl::FailedPreconditionError("the bitmap lives on the primary, not here");
+}
+
+absl::StatusOr<admin::ConnectionReply> AdminHandler::SetConnection(
+    const admin::ConnectionRequest&) {
+  return absl::UnimplementedError("this agent cannot connect or disconnect its volumes");
+}
+
+absl::StatusOr<admin::VerifyReply> AdminHandler::Verify(const admin::VerifyRequest&) {
+  return absl::FailedPreconditionError(
+      "verify runs on the primary (it compares both sides through the replication stream)");
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& socket_path,

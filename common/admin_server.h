@@ -23,6 +23,9 @@ class AdminHandler {
       const admin::ResyncControlRequest& request);
   virtual absl::StatusOr<admin::RescaleBitmapReply> RescaleBitmap(
       const admin::RescaleBitmapRequest& request);
+  virtual absl::StatusOr<admin::ConnectionReply> SetConnection(
+      const admin::ConnectionRequest& request);
+  virtual absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request);
 };
 
 class AdminServer {

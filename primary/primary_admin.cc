@@ -55,4 +55,22 @@ absl::StatusOr<admin::RescaleBitmapReply> PrimaryAdmin::RescaleBitmap(
   return (*volume)->RescaleBitmap(static_cast<uint32_t>(chunk));
 }
 
+absl::StatusOr<admin::ConnectionReply> PrimaryAdmin::SetConnection(
+    const admin::ConnectionRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  (*volume)->SetOperatorDisconnected(!request.connect());
+  admin::VolumeStatus status = (*volume)->Status();
+  admin::ConnectionReply reply;
+  reply.set_connection(status.connection());
+  reply.set_disconnected_by_operator(status.disconnected_by_operator());
+  return reply;
+}
+
+absl::StatusOr<admin::VerifyReply> PrimaryAdmin::Verify(const admin::VerifyRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  return (*volume)->Verify(request);
+}
+
 }  // namespace blockrepl

@@ -18,6 +18,9 @@ class PrimaryAdmin : public AdminHandler {
       const admin::ResyncControlRequest& request) override;
   absl::StatusOr<admin::RescaleBitmapReply> RescaleBitmap(
       const admin::RescaleBitmapRequest& request) override;
+  absl::StatusOr<admin::ConnectionReply> SetConnection(
+      const admin::ConnectionRequest& request) override;
+  absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request) override;
 
  private:
   absl::StatusOr<PrimaryVolume*> Find(const std::string& name);

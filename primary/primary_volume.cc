@@ -47,6 +47,8 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
                                             v->replicator_.get(), &v->range_lock_);
   v->volume_ = std::make_unique<ReplicatingVolume>(v->store_.get(), v->bitmap_,
                                                    v->replicator_.get(), &v->range_lock_, o.sync);
+  v->verifier_ = std::make_unique<Verifier>(v->store_.get(), v->bitmap_, v->replicator_.get(),
+                                            &v->range_lock_);
   return v;
 }
 
@@ -127,6 +129,12 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_resync_total_chunks(p.total_chunks);
   s.set_resynced_chunks_total(p.resynced_chunks_total);
   s.set_bitmap_flushes_total(counts.flushes_total);
+  s.set_disconnected_by_operator(r.operator_disconnected);
+  const Verifier::Progress verify = verifier_->progress();
+  s.set_verify_active(verify.active);
+  s.set_verify_done_chunks(verify.done_chunks);
+  s.set_verify_total_chunks(verify.total_chunks);
+  s.set_verify_differing_chunks(verify.differing_chunks);
   s.set_resynced_bytes_total(p.resynced_bytes_total);
   s.set_resync_rate_bytes_per_second(p.rate_bytes_per_second);
   s.set_resync_eta_seconds(p.eta_seconds);

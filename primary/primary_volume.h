@@ -20,6 +20,7 @@
 #include "primary/replication_channel.h"
 #include "primary/replicator.h"
 #include "primary/resyncer.h"
+#include "primary/verifier.h"
 
 namespace blockrepl {
 
@@ -59,6 +60,14 @@ class PrimaryVolume {
   // Online bitmap rescale: quiesces writes, waits until nothing is in
   // flight, rewrites the bitmap with `new_chunk_size` chunks.
   absl::StatusOr<admin::RescaleBitmapReply> RescaleBitmap(uint32_t new_chunk_size);
+  // `replctl disconnect|connect`: keep the stream down / let it come up.
+  void SetOperatorDisconnected(bool disconnected) {
+    replicator_->SetOperatorDisconnected(disconnected);
+  }
+  // `replctl verify`: compares both stores online (see verifier.h).
+  absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request) {
+    return verifier_->Run(request);
+  }
 
  private:
   explicit PrimaryVolume(PrimaryVolumeOptions options) : options_(std::move(options)) {}
@@ -73,6 +82,7 @@ class PrimaryVolume {
   std::unique_ptr<Replicator> replicator_;
   std::unique_ptr<Resyncer> resyncer_;
   std::unique_ptr<ReplicatingVolume> volume_;
+  std::unique_ptr<Verifier> verifier_;
   absl::Notification stop_daemon_;
   std::thread daemon_;
   absl::Mutex rescale_mu_;         // one rescale at a time

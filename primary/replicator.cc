@@ -59,7 +59,24 @@ void Replicator::SetError(const std::string& error) {
 
 void Replicator::SleepInterruptible(absl::Duration d) {
   absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
+  auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || connect_now_ || operator_disconnected_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&wake), d);
+}
+
+void Replicator::SetOperatorDisconnected(bool disconnected) {
+  absl::MutexLock lock(&mu_);
+  operator_disconnected_ = disconnected;
+  stats_.operator_disconnected = disconnected;
+  if (disconnected) {
+    if (live_connection_ != 0 && !broken_) {
+      broken_ = true;
+      broken_reason_ = "disconnected by the operator";
+    }
+  } else {
+    connect_now_ = true;
+  }
 }
 
 void Replicator::ManagerLoop() {
@@ -68,7 +85,16 @@ void Replicator::ManagerLoop() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
+      if (operator_disconnected_ && !stopping_) {
+        state_ = ConnectionState::kDisconnected;
+        auto resume = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || !operator_disconnected_;
+        };
+        mu_.Await(absl::Condition(&resume));
+        backoff = options_.min_backoff;
+      }
       if (stopping_) break;
+      connect_now_ = false;
       state_ = ConnectionState::kConnecting;
     }
     std::unique_ptr<ReplicationStream> stream = Connect();
@@ -284,6 +310,39 @@ bool Replicator::Wait(const ReplicationTicket& ticket, WaitFor what) {
          (what == WaitFor::kApplied ? stats_.acked_seq : stats_.durable_seq) >= ticket.seq;
 }
 
+ReplicationTicket Replicator::SubmitVerify(uint64_t offset, uint64_t length, uint32_t piece) {
+  absl::MutexLock lock(&mu_);
+  if (live_connection_ == 0 || broken_) return ReplicationTicket{};
+  Op verify;
+  verify.set_kind(Op::VERIFY);
+  verify.set_offset(offset);
+  verify.set_length(length);
+  verify.set_verify_piece(piece);
+  const uint64_t seq = EnqueueLocked(std::move(verify), false, ChunkRange{});
+  return ReplicationTicket{seq, live_connection_};
+}
+
+absl::StatusOr<std::vector<uint64_t>> Replicator::AwaitVerify(const ReplicationTicket& ticket,
+                                                              absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return live_connection_ != ticket.connection || broken_ ||
+           verify_results_.contains(ticket.seq);
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  auto it = verify_results_.find(ticket.seq);
+  if (it != verify_results_.end()) {
+    std::vector<uint64_t> checksums = std::move(it->second);
+    verify_results_.erase(it);
+    return checksums;
+  }
+  if (live_connection_ != ticket.connection || broken_) {
+    return absl::UnavailableError("the connection to the secondary was lost during the verify");
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the secondary did not answer a verify within ", absl::FormatDuration(timeout)));
+}
+
 bool Replicator::Drain(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -364,6 +423,9 @@ void Replicator::HandleAck(const replication::Ack& ack) {
       }
       if (!op.chunks.empty()) awaiting_durable_.push_back(op);
     }
+    for (const replication::VerifyResult& result : ack.verify_results()) {
+      verify_results_[result.seq()].assign(result.checksums().begin(), result.checksums().end());
+    }
     while (!awaiting_durable_.empty() && awaiting_durable_.front().seq <= ack.durable_seq()) {
       durable_chunks.push_back(awaiting_durable_.front().chunks);
       awaiting_durable_.pop_front();
@@ -403,6 +465,7 @@ void Replicator::ConnectionLost(const std::string& reason) {
     inflight_.clear();
     awaiting_durable_.clear();
     send_queue_.clear();
+    verify_results_.clear();
     inflight_writes_ = 0;
     inflight_bytes_ = 0;
     live_connection_ = 0;

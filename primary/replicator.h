@@ -16,8 +16,11 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/bitmap/write_intent_bitmap.h"
@@ -68,6 +71,7 @@ class Replicator {
     uint64_t replicated_writes_total = 0, replicated_bytes_total = 0;
     uint64_t connects_total = 0;
     bool peer_consistent = false;
+    bool operator_disconnected = false;
     std::string last_error;
   };
 
@@ -93,6 +97,19 @@ class Replicator {
   bool Wait(const ReplicationTicket& ticket, WaitFor what);
   // Waits until nothing is in flight and everything is durable.
   bool Drain(absl::Duration timeout);
+
+  // Queues a VERIFY of [offset, offset+length) in `piece`-byte pieces
+  // behind every op submitted before it; seq 0 when not connected.
+  ReplicationTicket SubmitVerify(uint64_t offset, uint64_t length, uint32_t piece);
+  // The secondary's checksums for a SubmitVerify ticket. Unavailable if the
+  // stream broke first, DeadlineExceeded after `timeout`.
+  absl::StatusOr<std::vector<uint64_t>> AwaitVerify(const ReplicationTicket& ticket,
+                                                   absl::Duration timeout);
+
+  // Operator control (`replctl disconnect|connect`): while disconnected the
+  // stream stays down and writes are only marked in the bitmap. Connecting
+  // retries at once instead of after the backoff.
+  void SetOperatorDisconnected(bool disconnected);
 
   // The live connection's id, 0 when not connected.
   uint64_t live_connection() const;
@@ -149,6 +166,10 @@ class Replicator {
   // outside mu_ (the bitmap has its own lock). Drain waits for these too, or a
   // rescale could see a count that is about to drop.
   uint64_t releases_pending_ ABSL_GUARDED_BY(mu_) = 0;
+  // VERIFY results by seq, until AwaitVerify takes them.
+  absl::flat_hash_map<uint64_t, std::vector<uint64_t>> verify_results_ ABSL_GUARDED_BY(mu_);
+  bool operator_disconnected_ ABSL_GUARDED_BY(mu_) = false;
+  bool connect_now_ ABSL_GUARDED_BY(mu_) = false;  // cut the reconnect backoff short
   uint64_t inflight_writes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t writes_since_barrier_ ABSL_GUARDED_BY(mu_) = 0;

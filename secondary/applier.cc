@@ -1,8 +1,11 @@
 #include "secondary/applier.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "xxhash.h"
 
 namespace blockrepl {
 
@@ -30,7 +33,8 @@ void Applier::RefreshUndoStats() {
 absl::Status Applier::SaveUndo(const replication::Batch& batch) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const Op& op : batch.ops()) {
-    if (op.kind() != Op::BARRIER && op.kind() != Op::RESYNC_DONE && op.length() > 0) {
+    if (op.kind() != Op::BARRIER && op.kind() != Op::RESYNC_DONE && op.kind() != Op::VERIFY &&
+        op.length() > 0) {
       ranges.emplace_back(op.offset(), op.length());
     }
   }
@@ -131,6 +135,16 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
         return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": unexpected data"));
       }
       break;
+    case Op::VERIFY:
+      // Bounded so one op cannot make us read (or answer) without limit.
+      if (!op.data().empty() || op.verify_piece() == 0 || op.length() == 0 ||
+          op.length() > kMaxVerifyBytes || op.length() / op.verify_piece() > kMaxVerifyPieces) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "op seq ", op.seq(), ": verify of ", op.length(), " bytes in pieces of ",
+            op.verify_piece(), " is malformed (at most ", kMaxVerifyBytes, " bytes and ",
+            kMaxVerifyPieces, " pieces)"));
+      }
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": unknown kind ",
                                                      static_cast<int>(op.kind())));
@@ -138,6 +152,18 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
   if (op.offset() > size || op.length() > size - op.offset()) {
     return absl::OutOfRangeError(absl::StrCat("op seq ", op.seq(), ": range ", op.offset(), "+",
                                               op.length(), " is beyond the volume size ", size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Applier::Checksum(const Op& op, replication::Ack* ack) {
+  replication::VerifyResult* result = ack->add_verify_results();
+  result->set_seq(op.seq());
+  verify_buffer_.resize(op.length());
+  RETURN_IF_ERROR(store_->Read(op.offset(), absl::MakeSpan(verify_buffer_)));
+  for (uint64_t at = 0; at < op.length(); at += op.verify_piece()) {
+    const uint64_t n = std::min<uint64_t>(op.verify_piece(), op.length() - at);
+    result->add_checksums(XXH3_64bits(verify_buffer_.data() + at, n));
   }
   return absl::OkStatus();
 }
@@ -205,7 +231,7 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
   for (const Op& op : batch.ops()) {
     if (!status.ok()) break;
     const bool is_resync = op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
-    status = ApplyOp(op);
+    status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op);
     if (!status.ok()) {
       status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
                                                        status.message()));

@@ -23,6 +23,10 @@ namespace blockrepl {
 
 class Applier {
  public:
+  // Limits of one VERIFY op (the primary sends at most 4 MiB per op).
+  static constexpr uint64_t kMaxVerifyBytes = 64ull << 20;
+  static constexpr uint64_t kMaxVerifyPieces = 16384;
+
   struct Snapshot {
     bool connected = false;
     std::string peer;
@@ -65,6 +69,9 @@ class Applier {
   absl::Status ValidateOp(const replication::Op& op, uint64_t previous_seq) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOp(const replication::Op& op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // VERIFY: checksums the range as it is now, after every earlier op.
+  absl::Status Checksum(const replication::Op& op, replication::Ack* ack)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SaveMeta() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Before a batch lands on an inconsistent image with a valid undo log,
   // saves the old contents of everything it will overwrite.
@@ -81,6 +88,7 @@ class Applier {
   // delays status readers, never another writer.
   mutable absl::Mutex mu_;
   ReplicaMeta meta_ ABSL_GUARDED_BY(mu_);
+  std::string verify_buffer_ ABSL_GUARDED_BY(mu_);
   Snapshot stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -17,49 +17,10 @@
 #include "common/units.h"
 #include "secondary/applier.h"
 #include "secondary/replica_service.h"
+#include "secondary/secondary_admin.h"
 
 namespace blockrepl {
 namespace {
-
-admin::VolumeStatus SecondaryStatus(const Applier& applier, const std::string& store,
-                                    const std::string& meta) {
-  const Applier::Snapshot s = applier.snapshot();
-  admin::VolumeStatus v;
-  v.set_name(applier.volume());
-  v.set_role("secondary");
-  v.set_connection(s.connected ? "connected" : "disconnected");
-  v.set_sync_state(!s.consistent ? "resyncing" : s.connected ? "in_sync" : "out_of_sync");
-  v.set_size_bytes(applier.size());
-  v.set_replicated_bytes_total(s.applied_bytes_total);
-  v.set_replicated_writes_total(s.applied_writes_total);
-  v.set_resynced_bytes_total(s.resync_bytes_total);
-  v.set_peer(s.peer);
-  v.set_store(store);
-  v.set_bitmap_file(meta);
-  v.set_last_error(s.last_error);
-  v.set_applied_seq(s.applied_seq);
-  v.set_acked_seq(s.applied_seq);
-  v.set_durable_seq(s.durable_seq);
-  v.set_consistent(s.consistent);
-  v.set_connects_total(s.streams_total);
-  v.set_generation(s.followed_generation);
-  v.set_undo_available(s.undo_available);
-  v.set_undo_log_bytes(s.undo_log_bytes);
-  return v;
-}
-
-class SecondaryAdmin : public AdminHandler {
- public:
-  SecondaryAdmin(const Applier* applier, std::string store, std::string meta)
-      : applier_(applier), store_(std::move(store)), meta_(std::move(meta)) {}
-  std::vector<admin::VolumeStatus> Status() override {
-    return {SecondaryStatus(*applier_, store_, meta_)};
-  }
-
- private:
-  const Applier* const applier_;
-  const std::string store_, meta_;
-};
 
 int Run(int argc, char** argv) {
   CLI::App app{"repl-secondary: receive a volume's replication stream into a local store"};
@@ -151,7 +112,7 @@ int Run(int argc, char** argv) {
     LogError("cannot listen for replication on ", listen);
     return 1;
   }
-  SecondaryAdmin admin_handler(&applier, store_path, meta_path);
+  SecondaryAdmin admin_handler({{&applier, store_path, meta_path}}, &service);
   auto admin = AdminServer::Start(admin_socket, &admin_handler);
   if (!admin.ok()) {
     LogError(admin.status().message());

@@ -33,6 +33,27 @@ void ReplicaService::Release(const std::string& volume, grpc::ServerContext* con
   if (it != active_.end() && it->second == context) active_.erase(it);
 }
 
+absl::Status ReplicaService::SetDisconnected(const std::string& volume, bool disconnected) {
+  if (appliers_.find(volume) == appliers_.end()) {
+    return absl::NotFoundError(absl::StrCat("no volume named '", volume, "'"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (disconnected) {
+    disconnected_.insert(volume);
+    auto it = active_.find(volume);
+    if (it != active_.end()) it->second->TryCancel();
+    LogInfo("volume '", volume, "': disconnected by the operator");
+  } else if (disconnected_.erase(volume) > 0) {
+    LogInfo("volume '", volume, "': the operator allows the primary to connect again");
+  }
+  return absl::OkStatus();
+}
+
+bool ReplicaService::disconnected(const std::string& volume) const {
+  absl::MutexLock lock(&mu_);
+  return disconnected_.contains(volume);
+}
+
 void ReplicaService::CancelAll() {
   absl::MutexLock lock(&mu_);
   for (auto& [volume, context] : active_) context->TryCancel();
@@ -62,6 +83,14 @@ grpc::Status ReplicaService::Stream(
     return grpc::Status(grpc::FAILED_PRECONDITION, error);
   }
   Applier* applier = it->second;
+  if (disconnected(volume)) {
+    std::string error = absl::StrCat("the secondary's operator disconnected volume '", volume,
+                                     "' (replctl connect on the secondary lets it resume)");
+    reply.mutable_hello_reply()->set_accepted(false);
+    reply.mutable_hello_reply()->set_error(error);
+    stream->Write(reply);
+    return grpc::Status(grpc::FAILED_PRECONDITION, error);
+  }
   // Validate before claiming: a wrong primary must not kick out the right one.
   const replication::Hello& hello = message.hello();
   if (hello.size_bytes() != applier->size()) {

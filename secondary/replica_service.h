@@ -7,6 +7,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -29,14 +30,21 @@ class ReplicaService final : public replication::Replication::Service {
   // Cancels every active stream (shutdown).
   void CancelAll();
 
+  // `replctl disconnect|connect` on the secondary: while disconnected the
+  // volume's stream is cut and new handshakes are refused with a reason the
+  // primary shows its operator. NotFound for an unknown volume.
+  absl::Status SetDisconnected(const std::string& volume, bool disconnected);
+  bool disconnected(const std::string& volume) const;
+
  private:
   // Makes `context` the only active stream of `volume`; false on timeout.
   bool Claim(const std::string& volume, grpc::ServerContext* context);
   void Release(const std::string& volume, grpc::ServerContext* context);
 
   const std::map<std::string, Applier*> appliers_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, grpc::ServerContext*> active_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> disconnected_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace blockrepl
