@@ -1,6 +1,10 @@
 #include "common/cli_flags.h"
 
+#include <algorithm>
+
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/units.h"
 
 namespace blockrepl {
@@ -49,6 +53,59 @@ int ParseOrExitCode(CLI::App& app, int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   return -1;
+}
+
+std::string ParseConfigVolume(CLI::App& app, const ConfigFile& file, const ConfigSection& volume,
+                              const std::vector<std::string>& agent_wide_keys) {
+  auto is_agent_wide = [&](const std::string& key) {
+    return std::find(agent_wide_keys.begin(), agent_wide_keys.end(), key) != agent_wide_keys.end();
+  };
+  for (const ConfigEntry& e : file.agent) {
+    if (app.get_option_no_throw("--" + e.key) == nullptr) {
+      return absl::StrCat(file.path, ":", e.line, ": unknown key '", e.key, "'");
+    }
+  }
+  for (const ConfigEntry& e : volume.entries) {
+    if (app.get_option_no_throw("--" + e.key) == nullptr) {
+      return absl::StrCat(file.path, ":", e.line, ": unknown key '", e.key, "'");
+    }
+    if (is_agent_wide(e.key)) {
+      return absl::StrCat(file.path, ":", e.line, ": '", e.key,
+                          "' is agent-wide: set it before the first [volume] section");
+    }
+  }
+  std::vector<std::string> args = ConfigArgs(app.get_name(), file, volume);
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    return absl::StrCat(file.path, ", [volume ", volume.volume, "]: ", e.what());
+  }
+  return "";
+}
+
+bool FindConfigArgument(int argc, char** argv, std::string* path, std::string* usage_error) {
+  int at = -1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      *path = argv[i + 1];
+      at = i;
+      break;
+    }
+    if (absl::StartsWith(arg, "--config=")) {
+      *path = arg.substr(9);
+      at = i;
+      break;
+    }
+  }
+  if (at < 0) return false;
+  const int used = std::string(argv[at]) == "--config" ? 2 : 1;
+  if (argc != 1 + used) {
+    *usage_error = "--config FILE takes no other arguments: every setting lives in the file";
+  }
+  return true;
 }
 
 }  // namespace blockrepl

@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/config_file.h"
+
 namespace blockrepl {
 
 // A CLI11 validator accepting sizes like "64M", "1G", "4096".
@@ -21,5 +23,16 @@ CLI::Validator ListenAddressValidator();
 // Runs app.parse; on error prints CLI11's message and returns the exit code
 // to use (0 for --help, 2 for usage errors), else -1.
 int ParseOrExitCode(CLI::App& app, int argc, char** argv);
+
+// Parses the arguments one volume section of a config file expands to
+// (ConfigArgs) with the agent's own flag definitions. Keys that are no flag
+// of `app`, and agent-wide keys inside a volume section, are refused with
+// FILE:LINE. Returns "" on success, else the one-line error.
+std::string ParseConfigVolume(CLI::App& app, const ConfigFile& file, const ConfigSection& volume,
+                              const std::vector<std::string>& agent_wide_keys);
+
+// Finds `--config FILE` / `--config=FILE` in argv: true if present (then
+// *path is set, or *usage_error when other arguments accompany it).
+bool FindConfigArgument(int argc, char** argv, std::string* path, std::string* usage_error);
 
 }  // namespace blockrepl

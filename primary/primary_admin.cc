@@ -15,8 +15,13 @@ absl::StatusOr<PrimaryVolume*> PrimaryAdmin::Find(const std::string& name) {
   for (PrimaryVolume* v : volumes_) {
     if (v->options().volume == name) return v;
   }
-  return absl::NotFoundError(name.empty() ? "this agent has several volumes: name one"
-                                          : absl::StrCat("no volume named '", name, "'"));
+  std::string names;
+  for (PrimaryVolume* v : volumes_) absl::StrAppend(&names, names.empty() ? "" : ", ", v->options().volume);
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this agent has ", volumes_.size(), " volumes (", names, "): name one with --volume"));
+  }
+  return absl::NotFoundError(absl::StrCat("no volume named '", name, "' (this agent has: ", names, ")"));
 }
 
 absl::StatusOr<admin::ResyncControlReply> PrimaryAdmin::ControlResync(

@@ -19,7 +19,7 @@ double Load(const std::atomic<uint64_t>& counter) {
 }  // namespace
 
 void AppendPrimaryMetrics(const admin::VolumeStatus& status, const LatencyHistogram& ack_latency,
-                          const nbd::Stats& stats, MetricSet* out) {
+                          const nbd::Stats& stats, const nbd::Stats& server, MetricSet* out) {
   AppendVolumeStatusMetrics(status, out);
   const std::string& volume = status.name();
   const MetricLabels vol = {{"volume", volume}};
@@ -36,12 +36,13 @@ void AppendPrimaryMetrics(const admin::VolumeStatus& status, const LatencyHistog
     out->Counter("nbd_errors_total", "NBD requests answered with an error, by command.", labels,
                  Load(stats.errors[cmd]));
   }
-  out->Gauge("nbd_connections", "NBD client connections open now.", vol,
-             Load(stats.connections_active));
-  out->Counter("nbd_connections_total", "NBD client connections accepted.", vol,
-               Load(stats.connections_total));
-  out->Counter("nbd_handshake_failures_total", "NBD connections dropped during the handshake.",
-               vol, Load(stats.handshake_failures));
+  out->Gauge("nbd_connections", "NBD client connections open now (the agent's NBD server).", vol,
+             Load(server.connections_active));
+  out->Counter("nbd_connections_total", "NBD client connections accepted (the agent's server).",
+               vol, Load(server.connections_total));
+  out->Counter("nbd_handshake_failures_total",
+               "NBD connections dropped during the handshake (the agent's server).", vol,
+               Load(server.handshake_failures));
   out->Counter("nbd_read_bytes_total", "Bytes returned by successful NBD reads.", vol,
                Load(stats.bytes_read));
   out->Counter("nbd_written_bytes_total", "Payload bytes of successful NBD writes.", vol,

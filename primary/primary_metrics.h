@@ -11,7 +11,10 @@
 
 namespace blockrepl {
 
+// `volume_nbd` holds the volume's request counters; `server_nbd` the NBD
+// server's connection counters (shared by the agent's volumes).
 void AppendPrimaryMetrics(const admin::VolumeStatus& status, const LatencyHistogram& ack_latency,
-                          const nbd::Stats& nbd_stats, MetricSet* out);
+                          const nbd::Stats& volume_nbd, const nbd::Stats& server_nbd,
+                          MetricSet* out);
 
 }  // namespace blockrepl

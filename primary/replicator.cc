@@ -265,6 +265,13 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       op.set_length(length);
       op.set_data(std::move(data));
       const uint64_t seq = EnqueueLocked(std::move(op), /*counts_in_window=*/true, chunks);
+      // The secondary marks its image inconsistent before the first resync
+      // chunk lands; it is consistent again once RESYNC_DONE is durable.
+      // A RESYNC_DONE queued before this chunk no longer makes it consistent.
+      if (kind == Op::RESYNC || kind == Op::RESYNC_ZERO) {
+        stats_.peer_consistent = false;
+        resync_done_seq_ = 0;
+      }
       if (kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES) {
         stats_.replicated_writes_total++;
         stats_.replicated_bytes_total += bytes;

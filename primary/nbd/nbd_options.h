@@ -15,26 +15,6 @@
 
 namespace blockrepl::nbd {
 
-struct Export {
-  std::string name;  // export name == volume name
-  std::string description;
-  BlockDevice* device = nullptr;  // not owned; outlives the server
-  // Advertised in NBD_INFO_BLOCK_SIZE. Rounded down to a power of two and
-  // clamped to [512, max_payload] at Start (e.g. the bitmap chunk size).
-  uint32_t preferred_block_size = 4096;
-  // Only true if a flush on one connection covers writes completed on all.
-  bool can_multi_conn = true;
-};
-
-struct ServerOptions {
-  std::string tcp_listen;           // "HOST:PORT" (IPv4, [v6]; port 0 = pick); or empty
-  std::string unix_socket;          // path; or empty. Exactly one of the two is set.
-  uint32_t max_payload = 32 << 20;  // NBD_INFO_BLOCK_SIZE max and the request cap
-  int worker_threads = 64;          // requests may block a long time (replication window, acks)
-  int max_requests_per_connection = 128;  // the reader stops reading when reached
-  uint64_t max_buffered_bytes_per_connection = 128ull << 20;
-};
-
 // Counters; read with relaxed loads.
 struct Stats {
   // Indexed by NBD command type 0..7 (READ, WRITE, DISC, FLUSH, TRIM, CACHE,
@@ -50,6 +30,29 @@ struct Stats {
   // Writes = WRITE, WRITE_ZEROES and TRIM: everything that changes data.
   LatencyHistogram write_latency;
   LatencyHistogram flush_latency;
+};
+
+struct Export {
+  std::string name;  // export name == volume name
+  std::string description;
+  BlockDevice* device = nullptr;  // not owned; outlives the server
+  // Advertised in NBD_INFO_BLOCK_SIZE. Rounded down to a power of two and
+  // clamped to [512, max_payload] at Start (e.g. the bitmap chunk size).
+  uint32_t preferred_block_size = 4096;
+  // Only true if a flush on one connection covers writes completed on all.
+  bool can_multi_conn = true;
+  // Request counters of this export (not owned; outlives the server). Null:
+  // they go to the server's Stats. Connection counters are always the server's.
+  Stats* stats = nullptr;
+};
+
+struct ServerOptions {
+  std::string tcp_listen;           // "HOST:PORT" (IPv4, [v6]; port 0 = pick); or empty
+  std::string unix_socket;          // path; or empty. Exactly one of the two is set.
+  uint32_t max_payload = 32 << 20;  // NBD_INFO_BLOCK_SIZE max and the request cap
+  int worker_threads = 64;          // requests may block a long time (replication window, acks)
+  int max_requests_per_connection = 128;  // the reader stops reading when reached
+  uint64_t max_buffered_bytes_per_connection = 128ull << 20;
 };
 
 }  // namespace blockrepl::nbd

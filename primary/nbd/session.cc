@@ -93,7 +93,7 @@ void Session::Transmission(const Export& e) {
     req->offset = GetU64(header + 16);
     req->length = GetU32(header + 24);
     if (req->type < kNumStatsCommands) {
-      stats_->requests[req->type].fetch_add(1, std::memory_order_relaxed);
+      StatsFor(e)->requests[req->type].fetch_add(1, std::memory_order_relaxed);
     }
     if (req->type == kCmdDisc) return;  // Run() waits for in-flight replies
 
@@ -111,7 +111,7 @@ void Session::Transmission(const Export& e) {
     }
     if (error != 0 || (UsesBuffer(req->type) && req->length == 0)) {
       if (error != 0 && req->type < kNumStatsCommands) {
-        stats_->errors[req->type].fetch_add(1, std::memory_order_relaxed);
+        StatsFor(e)->errors[req->type].fetch_add(1, std::memory_order_relaxed);
       }
       SendReply(req->cookie, error, {});
       continue;
@@ -207,16 +207,16 @@ void Session::Execute(const Export& e, Request& r) {
   }
   uint32_t error = NbdErrorFromStatus(status);
   if (error != 0) {
-    stats_->errors[r.type].fetch_add(1, std::memory_order_relaxed);
+    StatsFor(e)->errors[r.type].fetch_add(1, std::memory_order_relaxed);
     // One line per connection, not per request: a failing disk fails a lot.
     if (!logged_device_error_.exchange(true)) {
       Log(absl::StrCat("device error (further ones on this connection not logged): ",
                        status.ToString()));
     }
   } else if (r.type == kCmdRead) {
-    stats_->bytes_read.fetch_add(r.length, std::memory_order_relaxed);
+    StatsFor(e)->bytes_read.fetch_add(r.length, std::memory_order_relaxed);
   } else if (r.type == kCmdWrite) {
-    stats_->bytes_written.fetch_add(r.length, std::memory_order_relaxed);
+    StatsFor(e)->bytes_written.fetch_add(r.length, std::memory_order_relaxed);
   }
   // With simple replies a failed READ carries no data; the buffer was read
   // in full before replying, so the error is always expressible.
@@ -224,9 +224,9 @@ void Session::Execute(const Export& e, Request& r) {
   if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(r.data.get(), r.length);
   SendReply(r.cookie, error, data);
   if (r.type == kCmdWrite || r.type == kCmdWriteZeroes || r.type == kCmdTrim) {
-    stats_->write_latency.RecordSince(r.received);
+    StatsFor(e)->write_latency.RecordSince(r.received);
   } else if (r.type == kCmdFlush) {
-    stats_->flush_latency.RecordSince(r.received);
+    StatsFor(e)->flush_latency.RecordSince(r.received);
   }
 
   r.data.reset();  // release the memory before admitting more

@@ -65,6 +65,8 @@ class Session {
   // Sends a simple reply; `data` only for a successful READ.
   void SendReply(uint64_t cookie, uint32_t error, absl::Span<const char> data);
   void Log(std::string_view message);
+  // Where request counters of export `e` go.
+  Stats* StatsFor(const Export& e) const { return e.stats != nullptr ? e.stats : stats_; }
 
   // Constant after construction.
   const int fd_;

@@ -1,0 +1,184 @@
+#include "primary/primary_flags.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/cli_flags.h"
+#include "common/units.h"
+
+namespace blockrepl {
+namespace {
+
+// --bitmap=FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]] (mdadm's spelling). FILE
+// "memory" keeps the bits in memory only (a restart means a full resync).
+absl::Status ParseBitmapSpec(const std::string& spec, BitmapSpec* b) {
+  std::vector<std::string> parts = absl::StrSplit(spec, ',');
+  if (parts.size() > 3) return absl::InvalidArgumentError("--bitmap takes FILE[,CHUNK[,SLEEP]]");
+  b->path = parts[0] == "memory" ? "" : parts[0];
+  if (parts.size() >= 2 && !parts[1].empty()) {
+    auto chunk = ParseSize(parts[1]);
+    if (!chunk.ok()) return chunk.status();
+    if (*chunk < 4096 || (*chunk & (*chunk - 1)) != 0 || *chunk > (1ull << 30)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bitmap chunk size ", parts[1], " must be a power of two between 4K and 1G"));
+    }
+    b->chunk_size = static_cast<uint32_t>(*chunk);
+    b->chunk_size_given = true;
+  }
+  if (parts.size() == 3 && !parts[2].empty()) {
+    double seconds = 0;
+    if (!absl::SimpleAtod(parts[2], &seconds) || seconds <= 0 || seconds > 3600) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bitmap daemon sleep '", parts[2], "' must be seconds in (0, 3600]"));
+    }
+    b->daemon_sleep = absl::Seconds(seconds);
+    b->daemon_sleep_given = true;
+  }
+  return absl::OkStatus();
+}
+
+// The raw flag values of one volume (and the agent-wide ones).
+struct Flags {
+  PrimaryAgentOptions agent;
+  PrimaryVolumeOptions volume;
+  std::string bitmap_spec, size, max_bytes = "64M", resync_rate, config;
+  uint64_t async_window = 512;
+};
+
+// Agent-wide keys: in a config file they go before the first [volume].
+const std::vector<std::string> kAgentWideKeys = {"nbd-listen", "nbd-socket", "admin-socket",
+                                                 "metrics-listen"};
+
+void DefineFlags(CLI::App& app, Flags& f) {
+  PrimaryVolumeOptions& o = f.volume;
+  app.add_option("--config", f.config,
+                 "read the agent's settings and volumes from FILE (then no other flag)");
+  app.add_option("--volume", o.volume, "volume name (also the NBD export name)")->required();
+  app.add_option("--store", o.store_path, "local store: a file or block device")->required();
+  app.add_option("--secondary", o.secondary, "secondary agent HOST:PORT")->required();
+  auto* tcp = app.add_option("--nbd-listen", f.agent.nbd_listen, "serve NBD on HOST:PORT");
+  auto* unix_opt = app.add_option("--nbd-socket", f.agent.nbd_socket, "serve NBD on a unix socket");
+  tcp->excludes(unix_opt);
+  app.add_option("--admin-socket", f.agent.admin_socket, "unix socket for replctl")->required();
+  app.add_option("--metrics-listen", f.agent.metrics_listen,
+                 "serve Prometheus /metrics and /healthz on HOST:PORT (read-only)")
+      ->check(ListenAddressValidator());
+  app.add_option("--bitmap", f.bitmap_spec,
+                 "write-intent bitmap FILE[,CHUNK_BYTES[,DAEMON_SLEEP_S]]; FILE 'memory' = no file "
+                 "(default for a file store: STORE.bitmap)");
+  auto* async_opt = app.add_option("--async", f.async_window, "max writes in flight to the secondary")
+                        ->check(CLI::Range(1, 1 << 20))
+                        ->capture_default_str();
+  app.add_flag("--sync", o.sync, "reply to clients only after the secondary has the write")
+      ->excludes(async_opt);
+  app.add_option("--max-inflight-bytes", f.max_bytes, "max bytes in flight to the secondary")
+      ->check(SizeValidator())
+      ->capture_default_str();
+  app.add_option("--max-epoch-writes", o.max_epoch_writes,
+                 "writes per epoch before an automatic barrier")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--resync-rate", f.resync_rate,
+                 "limit resync traffic to BYTES per second (e.g. 50M)")
+      ->check(SizeValidator());
+  app.add_option("--size", f.size, "create the store with this size if it does not exist")
+      ->check(SizeValidator());
+  app.add_flag("--assume-clean", o.assume_clean,
+               "a brand-new secondary already holds the same data: skip the initial full sync");
+  app.add_flag("--force-full-resync", o.bitmap.force_full_resync,
+               "replace a bitmap file that is damaged or does not fit, and copy everything");
+}
+
+// Checks across flags and converts the raw values; "" or the error.
+std::string Finish(Flags& f) {
+  PrimaryVolumeOptions& o = f.volume;
+  if (f.agent.nbd_listen.empty() == f.agent.nbd_socket.empty()) {
+    return "exactly one of --nbd-listen or --nbd-socket is required";
+  }
+  if (f.bitmap_spec.empty() || f.bitmap_spec[0] == ',') {
+    // No FILE: keep the bits beside a file store; a block device has no
+    // "beside", so the operator must say where (or 'memory').
+    struct stat st;
+    const bool block_device = stat(o.store_path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+    if (block_device) return "--bitmap=FILE (or memory) is required for a block-device store";
+    f.bitmap_spec = o.store_path + ".bitmap" + f.bitmap_spec;
+  }
+  if (absl::Status s = ParseBitmapSpec(f.bitmap_spec, &o.bitmap); !s.ok()) {
+    return std::string(s.message());
+  }
+  o.max_inflight_writes = f.async_window;
+  o.max_inflight_bytes = SizeOrDie(f.max_bytes);
+  o.create_size = SizeOrDie(f.size);
+  o.resync_rate = SizeOrDie(f.resync_rate);
+  if (o.max_inflight_bytes == 0) return "--max-inflight-bytes must be > 0";
+  return "";
+}
+
+constexpr char kDescription[] =
+    "repl-primary: serve volumes over NBD and replicate them to a secondary";
+
+int ParseConfig(const std::string& path, PrimaryAgentOptions* out) {
+  auto file = LoadConfigFile(path);
+  if (!file.ok()) {
+    fprintf(stderr, "repl-primary: %s\n", std::string(file.status().message()).c_str());
+    return 2;
+  }
+  for (const ConfigSection& section : file->volumes) {
+    CLI::App app{kDescription, "repl-primary"};
+    Flags f;
+    DefineFlags(app, f);
+    std::string error = ParseConfigVolume(app, *file, section, kAgentWideKeys);
+    if (error.empty()) error = Finish(f);
+    if (!error.empty()) {
+      if (error.find(path) == std::string::npos) {
+        error = absl::StrCat(path, ", [volume ", section.volume, "]: ", error);
+      }
+      fprintf(stderr, "repl-primary: %s\n", error.c_str());
+      return 2;
+    }
+    out->nbd_listen = f.agent.nbd_listen;
+    out->nbd_socket = f.agent.nbd_socket;
+    out->admin_socket = f.agent.admin_socket;
+    out->metrics_listen = f.agent.metrics_listen;
+    for (const auto& other : out->volumes) {
+      if (other.store_path == f.volume.store_path) {
+        fprintf(stderr, "%s: %s: volumes '%s' and '%s' use the same store %s\n", "repl-primary",
+                path.c_str(), other.volume.c_str(), f.volume.volume.c_str(),
+                f.volume.store_path.c_str());
+        return 2;
+      }
+    }
+    out->volumes.push_back(f.volume);
+  }
+  return -1;
+}
+
+}  // namespace
+
+int ParsePrimaryCommandLine(int argc, char** argv, PrimaryAgentOptions* out) {
+  std::string config, usage_error;
+  if (FindConfigArgument(argc, argv, &config, &usage_error)) {
+    if (!usage_error.empty()) {
+      fprintf(stderr, "repl-primary: %s\n", usage_error.c_str());
+      return 2;
+    }
+    return ParseConfig(config, out);
+  }
+  CLI::App app{kDescription, "repl-primary"};
+  Flags f;
+  DefineFlags(app, f);
+  if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
+  if (std::string error = Finish(f); !error.empty()) {
+    fprintf(stderr, "repl-primary: %s\n", error.c_str());
+    return 2;
+  }
+  *out = f.agent;
+  out->volumes = {f.volume};
+  return -1;
+}
+
+}  // namespace blockrepl

@@ -1,0 +1,119 @@
+#include "secondary/secondary_flags.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/cli_flags.h"
+
+namespace blockrepl {
+namespace {
+
+struct Flags {
+  SecondaryAgentOptions agent;
+  SecondaryVolumeOptions volume;
+  std::string size, config;
+};
+
+const std::vector<std::string> kAgentWideKeys = {"listen", "admin-socket", "metrics-listen"};
+
+void DefineFlags(CLI::App& app, Flags& f) {
+  app.add_option("--config", f.config,
+                 "read the agent's settings and volumes from FILE (then no other flag)");
+  app.add_option("--volume", f.volume.volume, "volume name; a primary of another volume is refused")
+      ->required();
+  app.add_option("--store", f.volume.store_path, "local store: a file or block device")
+      ->required();
+  app.add_option("--listen", f.agent.listen, "replication listen address HOST:PORT")
+      ->required()
+      ->check(ListenAddressValidator());
+  app.add_option("--admin-socket", f.agent.admin_socket, "unix socket for replctl")->required();
+  app.add_option("--meta", f.volume.meta_path, "replica metadata file (default: STORE.meta)");
+  app.add_option("--metrics-listen", f.agent.metrics_listen,
+                 "serve Prometheus /metrics and /healthz on HOST:PORT (read-only)")
+      ->check(ListenAddressValidator());
+  app.add_flag("--rollback-resync", f.agent.rollback_resync,
+               "the primary is lost mid-resync: roll the image back to its state before the "
+               "resync (from the undo log), then exit");
+  app.add_option("--size", f.size, "create the store with this size if it does not exist")
+      ->check(SizeValidator());
+}
+
+// Checks across flags; "" or the error.
+std::string Finish(Flags& f) {
+  f.volume.create_size = SizeOrDie(f.size);
+  struct stat st;
+  if (f.volume.meta_path.empty() && stat(f.volume.store_path.c_str(), &st) == 0 &&
+      S_ISBLK(st.st_mode)) {
+    return "--meta is required when the store is a block device";
+  }
+  return "";
+}
+
+constexpr char kDescription[] =
+    "repl-secondary: receive volumes' replication streams into local stores";
+
+int ParseConfig(const std::string& path, SecondaryAgentOptions* out) {
+  auto file = LoadConfigFile(path);
+  if (!file.ok()) {
+    fprintf(stderr, "repl-secondary: %s\n", std::string(file.status().message()).c_str());
+    return 2;
+  }
+  for (const ConfigSection& section : file->volumes) {
+    CLI::App app{kDescription, "repl-secondary"};
+    Flags f;
+    DefineFlags(app, f);
+    std::vector<std::string> agent_wide = kAgentWideKeys;
+    agent_wide.push_back("rollback-resync");  // a one-shot action, not a setting
+    std::string error = ParseConfigVolume(app, *file, section, agent_wide);
+    if (error.empty() && f.agent.rollback_resync) {
+      error = absl::StrCat(path, ": rollback-resync is a one-shot action: run repl-secondary "
+                                 "--rollback-resync with flags for that volume");
+    }
+    if (error.empty()) error = Finish(f);
+    if (!error.empty()) {
+      fprintf(stderr, "repl-secondary: %s\n", error.c_str());
+      return 2;
+    }
+    out->listen = f.agent.listen;
+    out->admin_socket = f.agent.admin_socket;
+    out->metrics_listen = f.agent.metrics_listen;
+    for (const auto& other : out->volumes) {
+      if (other.store_path == f.volume.store_path) {
+        fprintf(stderr, "%s: %s: volumes '%s' and '%s' use the same store %s\n", "repl-secondary",
+                path.c_str(), other.volume.c_str(), f.volume.volume.c_str(),
+                f.volume.store_path.c_str());
+        return 2;
+      }
+    }
+    out->volumes.push_back(f.volume);
+  }
+  return -1;
+}
+
+}  // namespace
+
+int ParseSecondaryCommandLine(int argc, char** argv, SecondaryAgentOptions* out) {
+  std::string config, usage_error;
+  if (FindConfigArgument(argc, argv, &config, &usage_error)) {
+    if (!usage_error.empty()) {
+      fprintf(stderr, "repl-secondary: %s\n", usage_error.c_str());
+      return 2;
+    }
+    return ParseConfig(config, out);
+  }
+  CLI::App app{kDescription, "repl-secondary"};
+  Flags f;
+  DefineFlags(app, f);
+  if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
+  if (std::string error = Finish(f); !error.empty()) {
+    fprintf(stderr, "repl-secondary: %s\n", error.c_str());
+    return 2;
+  }
+  *out = f.agent;
+  out->volumes = {f.volume};
+  return -1;
+}
+
+}  // namespace blockrepl

@@ -1,0 +1,31 @@
+// repl-secondary's command-line contract: flags for one volume, or
+// `--config FILE` for several (common/config_file.h), both checked by the
+// same flag definitions. Only main() calls this.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace blockrepl {
+
+struct SecondaryVolumeOptions {
+  std::string volume;
+  std::string store_path;
+  std::string meta_path;     // "" = STORE.meta (file stores only)
+  uint64_t create_size = 0;  // create the store file with this size if missing
+};
+
+struct SecondaryAgentOptions {
+  std::string listen;          // replication HOST:PORT
+  std::string admin_socket;
+  std::string metrics_listen;  // "" = no /metrics
+  bool rollback_resync = false;  // one-shot: roll back, then exit (flags only)
+  std::vector<SecondaryVolumeOptions> volumes;
+};
+
+// -1 to go on; otherwise the exit code (0 after --help, 2 for a usage or
+// configuration error, already reported on stderr).
+int ParseSecondaryCommandLine(int argc, char** argv, SecondaryAgentOptions* out);
+
+}  // namespace blockrepl
