@@ -1,10 +1,12 @@
 #include "common/cli_flags.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/units.h"
 
 namespace blockrepl {
@@ -85,25 +87,37 @@ std::string ParseConfigVolume(CLI::App& app, const ConfigFile& file, const Confi
   return "";
 }
 
-bool FindConfigArgument(int argc, char** argv, std::string* path, std::string* usage_error) {
+int ReportConfigChecked(const std::string& path, const std::vector<std::string>& volumes) {
+  printf("%s: OK, %zu volume(s): %s\n", path.c_str(), volumes.size(),
+         absl::StrJoin(volumes, ", ").c_str());
+  return 0;
+}
+
+bool FindConfigArgument(int argc, char** argv, std::string* path, bool* check_only,
+                        std::string* usage_error) {
   int at = -1;
-  for (int i = 1; i < argc; ++i) {
+  int used = 0;
+  for (int i = 1; i < argc && at < 0; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--config" && i + 1 < argc) {
-      *path = argv[i + 1];
+    for (const std::string flag : {"--config", "--check-config"}) {
+      if (arg == flag && i + 1 < argc) {
+        *path = argv[i + 1];
+        used = 2;
+      } else if (absl::StartsWith(arg, flag + "=")) {
+        *path = arg.substr(flag.size() + 1);
+        used = 1;
+      } else {
+        continue;
+      }
       at = i;
-      break;
-    }
-    if (absl::StartsWith(arg, "--config=")) {
-      *path = arg.substr(9);
-      at = i;
+      *check_only = flag == "--check-config";
       break;
     }
   }
   if (at < 0) return false;
-  const int used = std::string(argv[at]) == "--config" ? 2 : 1;
   if (argc != 1 + used) {
-    *usage_error = "--config FILE takes no other arguments: every setting lives in the file";
+    *usage_error = absl::StrCat(*check_only ? "--check-config" : "--config",
+                                " FILE takes no other arguments: every setting lives in the file");
   }
   return true;
 }

@@ -31,8 +31,13 @@ int ParseOrExitCode(CLI::App& app, int argc, char** argv);
 std::string ParseConfigVolume(CLI::App& app, const ConfigFile& file, const ConfigSection& volume,
                               const std::vector<std::string>& agent_wide_keys);
 
-// Finds `--config FILE` / `--config=FILE` in argv: true if present (then
-// *path is set, or *usage_error when other arguments accompany it).
-bool FindConfigArgument(int argc, char** argv, std::string* path, std::string* usage_error);
+// Finds `--config FILE` / `--config=FILE` (or `--check-config`, which only
+// validates: *check_only) in argv: true if present (then *path is set, or
+// *usage_error when other arguments accompany it).
+bool FindConfigArgument(int argc, char** argv, std::string* path, bool* check_only,
+                        std::string* usage_error);
+// `--check-config` succeeded (like `nginx -t`: nothing opened or started):
+// prints "FILE: OK, N volume(s): a, b" and returns the exit code 0.
+int ReportConfigChecked(const std::string& path, const std::vector<std::string>& volumes);
 
 }  // namespace blockrepl

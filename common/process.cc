@@ -23,12 +23,15 @@ void BlockTerminationSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-int WaitForTerminationSignal() {
+int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
   sigset_t set = TerminationSet();
   while (true) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
-    if (sig == SIGHUP) continue;  // reserved for certificate reload
+    if (sig == SIGHUP) {
+      if (on_hangup) on_hangup();
+      continue;
+    }
     return sig;
   }
 }

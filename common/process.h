@@ -4,11 +4,14 @@
 // any thread so no other thread receives them.
 #pragma once
 
+#include <functional>
+
 namespace blockrepl {
 
 void BlockTerminationSignals();
-// Returns the signal number (SIGTERM, SIGINT) that asked us to stop.
-int WaitForTerminationSignal();
+// Returns the signal number (SIGTERM, SIGINT) that asked us to stop. Each
+// SIGHUP meanwhile runs `on_hangup` (e.g. re-check certificates) and waits on.
+int WaitForTerminationSignal(const std::function<void()>& on_hangup = {});
 // glibc returns gRPC's freed receive buffers to the kernel, so each new one
 // page-faults; keeping them cached doubles large-message throughput
 // (measured, see TOOLING.md).

@@ -43,7 +43,13 @@ class GrpcReplicationStream : public ReplicationStream {
 
 class GrpcReplicationChannel : public ReplicationChannel {
  public:
-  explicit GrpcReplicationChannel(const std::string& target) : target_(target) {
+  GrpcReplicationChannel(const std::string& target, const TlsOptions& tls)
+      : target_(target),
+        failure_hint_(tls.enabled()
+                          ? " (no route, nothing listening, or the TLS handshake failed: check "
+                            "the address, the firewall, and that both certificates chain to the "
+                            "other side's --tls-ca)"
+                          : " (no route, nothing listening, or the secondary requires TLS)") {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
@@ -55,7 +61,8 @@ class GrpcReplicationChannel : public ReplicationChannel {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-    channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = MakeChannelCredentials(tls, &args);
+    channel_ = grpc::CreateCustomChannel(target, credentials, args);
     stub_ = replication::Replication::NewStub(channel_);
   }
 
@@ -63,7 +70,8 @@ class GrpcReplicationChannel : public ReplicationChannel {
     auto deadline = std::chrono::system_clock::now() +
                     std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout));
     if (!channel_->WaitForConnected(deadline)) {
-      return absl::UnavailableError(absl::StrCat("cannot connect to secondary at ", target_));
+      return absl::UnavailableError(
+          absl::StrCat("cannot connect to secondary at ", target_, failure_hint_));
     }
     return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(stub_.get()));
   }
@@ -72,14 +80,16 @@ class GrpcReplicationChannel : public ReplicationChannel {
 
  private:
   const std::string target_;
+  const std::string failure_hint_;  // what "cannot connect" may mean with these credentials
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<replication::Replication::Stub> stub_;
 };
 
 }  // namespace
 
-std::unique_ptr<ReplicationChannel> MakeGrpcReplicationChannel(const std::string& target) {
-  return std::make_unique<GrpcReplicationChannel>(target);
+std::unique_ptr<ReplicationChannel> MakeGrpcReplicationChannel(const std::string& target,
+                                                               const TlsOptions& tls) {
+  return std::make_unique<GrpcReplicationChannel>(target, tls);
 }
 
 }  // namespace blockrepl

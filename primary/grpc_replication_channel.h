@@ -6,10 +6,13 @@
 #include <memory>
 #include <string>
 
+#include "common/tls/tls_options.h"
 #include "primary/replication_channel.h"
 
 namespace blockrepl {
 
-std::unique_ptr<ReplicationChannel> MakeGrpcReplicationChannel(const std::string& target);
+// `tls` must have passed CheckTlsOptions (plaintext only when allowed).
+std::unique_ptr<ReplicationChannel> MakeGrpcReplicationChannel(const std::string& target,
+                                                               const TlsOptions& tls);
 
 }  // namespace blockrepl

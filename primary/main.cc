@@ -48,6 +48,13 @@ int Run(int argc, char** argv) {
   SetLogProgramName("repl-primary");
   BlockTerminationSignals();
   TuneAllocator();
+  for (const PrimaryVolumeOptions& o : options.volumes) {
+    if (!o.tls.enabled()) continue;
+    if (absl::Status s = CheckTlsFiles(o.tls); !s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
+  }
   Agent agent;
   std::vector<PrimaryVolume*> volumes;
   for (const PrimaryVolumeOptions& o : options.volumes) {
@@ -123,7 +130,8 @@ int Run(int argc, char** argv) {
             "); NBD on ",
             options.nbd_socket.empty()
                 ? absl::StrCat("nbd://", address, "/", o.volume)
-                : absl::StrCat("nbd+unix:///", o.volume, "?socket=", address));
+                : absl::StrCat("nbd+unix:///", o.volume, "?socket=", address),
+            "; replication over ", DescribeTransport(o.tls, o.secondary));
   }
   if (agent.metrics) {
     const std::string host = options.metrics_listen.substr(0, options.metrics_listen.rfind(':'));
@@ -131,7 +139,21 @@ int Run(int argc, char** argv) {
   }
   NotifyReady(absl::StrCat("serving ", volumes.size(), " volume(s) on NBD ", address));
 
-  int sig = WaitForTerminationSignal();
+  int sig = WaitForTerminationSignal([&options] {
+    // gRPC re-reads the files by itself (within a second); say now whether
+    // what is on disk is usable, so a bad renewal is noticed at once.
+    for (const PrimaryVolumeOptions& o : options.volumes) {
+      if (!o.tls.enabled()) continue;
+      absl::Status s = CheckTlsFiles(o.tls);
+      if (s.ok()) {
+        LogInfo("SIGHUP: volume '", o.volume, "': certificates in ", o.tls.cert,
+                " are valid; new connections use them");
+      } else {
+        LogError("SIGHUP: volume '", o.volume, "': ", s.message(),
+                 "; the stream keeps its current session, new handshakes will fail until fixed");
+      }
+    }
+  });
   LogInfo("signal ", sig, ": stopping");
   NotifyStopping();
   agent.Stop();

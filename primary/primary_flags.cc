@@ -51,12 +51,14 @@ struct Flags {
 
 // Agent-wide keys: in a config file they go before the first [volume].
 const std::vector<std::string> kAgentWideKeys = {"nbd-listen", "nbd-socket", "admin-socket",
-                                                 "metrics-listen"};
+                                                 "metrics-listen", "tls-cert", "tls-key",
+                                                 "tls-ca", "insecure"};
 
 void DefineFlags(CLI::App& app, Flags& f) {
   PrimaryVolumeOptions& o = f.volume;
   app.add_option("--config", f.config,
                  "read the agent's settings and volumes from FILE (then no other flag)");
+  app.add_option("--check-config", f.config, "validate FILE as --config would, then exit");
   app.add_option("--volume", o.volume, "volume name (also the NBD export name)")->required();
   app.add_option("--store", o.store_path, "local store: a file or block device")->required();
   app.add_option("--secondary", o.secondary, "secondary agent HOST:PORT")->required();
@@ -89,6 +91,13 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->check(SizeValidator());
   app.add_flag("--assume-clean", o.assume_clean,
                "a brand-new secondary already holds the same data: skip the initial full sync");
+  app.add_option("--tls-cert", o.tls.cert, "PEM certificate this primary presents (mutual TLS)");
+  app.add_option("--tls-key", o.tls.key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", o.tls.ca, "PEM CA bundle the secondary's certificate must chain to");
+  app.add_option("--peer-name", o.tls.peer_name,
+                 "the secondary's certificate must name this host (SAN or CN)");
+  app.add_flag("--insecure", o.tls.insecure,
+               "allow plaintext replication to a non-loopback secondary (e.g. over a VPN)");
   app.add_flag("--force-full-resync", o.bitmap.force_full_resync,
                "replace a bitmap file that is damaged or does not fit, and copy everything");
 }
@@ -115,6 +124,9 @@ std::string Finish(Flags& f) {
   o.create_size = SizeOrDie(f.size);
   o.resync_rate = SizeOrDie(f.resync_rate);
   if (o.max_inflight_bytes == 0) return "--max-inflight-bytes must be > 0";
+  if (absl::Status s = CheckTlsOptions(o.tls, o.secondary); !s.ok()) {
+    return std::string(s.message());
+  }
   return "";
 }
 
@@ -161,12 +173,17 @@ int ParseConfig(const std::string& path, PrimaryAgentOptions* out) {
 
 int ParsePrimaryCommandLine(int argc, char** argv, PrimaryAgentOptions* out) {
   std::string config, usage_error;
-  if (FindConfigArgument(argc, argv, &config, &usage_error)) {
+  bool check_only = false;
+  if (FindConfigArgument(argc, argv, &config, &check_only, &usage_error)) {
     if (!usage_error.empty()) {
       fprintf(stderr, "repl-primary: %s\n", usage_error.c_str());
       return 2;
     }
-    return ParseConfig(config, out);
+    const int code = ParseConfig(config, out);
+    if (code >= 0 || !check_only) return code;
+    std::vector<std::string> names;
+    for (const auto& v : out->volumes) names.push_back(v.volume);
+    return ReportConfigChecked(config, names);
   }
   CLI::App app{kDescription, "repl-primary"};
   Flags f;

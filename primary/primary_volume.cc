@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
     if (!s.ok()) return s;
   }
   LogInfo(v->opened_bitmap_.startup_note);
-  v->channel_ = MakeGrpcReplicationChannel(o.secondary);
+  v->channel_ = MakeGrpcReplicationChannel(o.secondary, o.tls);
   ReplicatorOptions r;
   r.volume = o.volume;
   r.size_bytes = v->store_->Size();

@@ -15,6 +15,7 @@
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/file_block_device.h"
 #include "common/range_lock.h"
+#include "common/tls/tls_options.h"
 #include "primary/bitmap_setup.h"
 #include "primary/replicating_volume.h"
 #include "primary/replication_channel.h"
@@ -36,6 +37,7 @@ struct PrimaryVolumeOptions {
   uint64_t max_inflight_bytes = 64ull << 20;
   uint64_t max_epoch_writes = 2048;
   uint64_t resync_rate = 0;       // bytes per second, 0 = unlimited
+  TlsOptions tls;                  // how the stream to the secondary is protected
 };
 
 class PrimaryVolume {

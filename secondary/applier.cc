@@ -18,8 +18,9 @@ Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, 
       meta_path_(std::move(meta_path)),
       undo_(std::move(undo)) {
   absl::MutexLock lock(&mu_);
-  RefreshUndoStats();
   meta_ = std::move(meta);
+  // After meta_: whether a rollback is possible depends on the loaded state.
+  RefreshUndoStats();
   stats_.consistent = meta_.consistent;
   stats_.followed_generation = meta_.followed_generation;
   stats_.applied_seq = stats_.durable_seq = meta_.last_applied_seq;

@@ -16,6 +16,7 @@
 #include "common/metrics/status_metrics.h"
 #include "common/process.h"
 #include "common/service_notify.h"
+#include "common/tls/tls_options.h"
 #include "secondary/replica_service.h"
 #include "secondary/replica_volume.h"
 #include "secondary/secondary_admin.h"
@@ -25,10 +26,11 @@ namespace blockrepl {
 namespace {
 
 std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
+                                                     const TlsOptions& tls,
                                                      ReplicaService* service) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen, MakeServerCredentials(tls), &bound_port);
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -48,6 +50,12 @@ int Run(int argc, char** argv) {
   SetLogProgramName("repl-secondary");
   BlockTerminationSignals();
   TuneAllocator();
+  if (options.tls.enabled()) {
+    if (absl::Status s = CheckTlsFiles(options.tls); !s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
+  }
   std::vector<std::unique_ptr<ReplicaVolume>> volumes;
   for (const SecondaryVolumeOptions& o : options.volumes) {
     auto volume = ReplicaVolume::Open(o);
@@ -67,13 +75,17 @@ int Run(int argc, char** argv) {
   }
 
   std::map<std::string, Applier*> appliers;
+  std::map<std::string, std::string> peer_names;
   std::vector<SecondaryAdmin::Volume> admin_volumes;
-  for (auto& v : volumes) {
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    auto& v = volumes[i];
     appliers[v->applier()->volume()] = v->applier();
+    peer_names[v->applier()->volume()] = options.volumes[i].peer_name;
     admin_volumes.push_back({v->applier(), v->store_path(), v->meta_path()});
   }
-  ReplicaService service(appliers);
-  std::unique_ptr<grpc::Server> server = StartReplicationServer(options.listen, &service);
+  ReplicaService service(appliers, peer_names);
+  std::unique_ptr<grpc::Server> server =
+      StartReplicationServer(options.listen, options.tls, &service);
   if (server == nullptr) {
     LogError("cannot listen for replication on ", options.listen);
     return 1;
@@ -111,13 +123,25 @@ int Run(int argc, char** argv) {
   for (const auto& v : volumes) {
     LogInfo(v->StartupNote(), "; listening for its primary on ", options.listen);
   }
+  LogInfo("replication over ", DescribeTransport(options.tls, options.listen));
   if (metrics) {
     const std::string host = options.metrics_listen.substr(0, options.metrics_listen.rfind(':'));
     LogInfo("metrics on http://", host, ":", metrics->port(), "/metrics");
   }
   NotifyReady(absl::StrCat("receiving ", volumes.size(), " volume(s) on ", options.listen));
 
-  int sig = WaitForTerminationSignal();
+  int sig = WaitForTerminationSignal([&options] {
+    // gRPC re-reads the files by itself (within a second); say now whether
+    // what is on disk is usable, so a bad renewal is noticed at once.
+    if (!options.tls.enabled()) return;
+    absl::Status s = CheckTlsFiles(options.tls);
+    if (s.ok()) {
+      LogInfo("SIGHUP: certificates in ", options.tls.cert, " are valid; new connections use them");
+    } else {
+      LogError("SIGHUP: ", s.message(),
+               "; live streams keep their sessions, new handshakes will fail until fixed");
+    }
+  });
   LogInfo("signal ", sig, ": stopping");
   NotifyStopping();
   metrics.reset();

@@ -1,5 +1,7 @@
 #include "secondary/replica_service.h"
 
+#include "common/tls/tls_options.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/log.h"
@@ -9,11 +11,14 @@ namespace blockrepl {
 using replication::PrimaryMessage;
 using replication::SecondaryMessage;
 
-ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers)
-    : appliers_(std::move(appliers)) {}
+ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers,
+                               std::map<std::string, std::string> peer_names)
+    : appliers_(std::move(appliers)), peer_names_(std::move(peer_names)) {}
 
 bool ReplicaService::Claim(const std::string& volume, grpc::ServerContext* context) {
   absl::MutexLock lock(&mu_);
+  // Stopping: a primary reconnecting at once must not hold up the shutdown.
+  if (stopping_) return false;
   auto it = active_.find(volume);
   if (it != active_.end()) {
     LogInfo("volume '", volume, "': a new primary stream replaces the active one");
@@ -56,6 +61,7 @@ bool ReplicaService::disconnected(const std::string& volume) const {
 
 void ReplicaService::CancelAll() {
   absl::MutexLock lock(&mu_);
+  stopping_ = true;
   for (auto& [volume, context] : active_) context->TryCancel();
 }
 
@@ -83,6 +89,21 @@ grpc::Status ReplicaService::Stream(
     return grpc::Status(grpc::FAILED_PRECONDITION, error);
   }
   Applier* applier = it->second;
+  auto required = peer_names_.find(volume);
+  if (required != peer_names_.end() && !required->second.empty()) {
+    std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+    if (auth == nullptr || !auth->IsPeerAuthenticated() ||
+        !PeerCertificateNames(*auth, required->second)) {
+      std::string error = absl::StrCat("wrong peer: volume '", volume,
+                                       "' accepts only a primary whose certificate names '",
+                                       required->second, "' (--peer-name)");
+      LogError("refused primary ", context->peer(), ": ", error);
+      reply.mutable_hello_reply()->set_accepted(false);
+      reply.mutable_hello_reply()->set_error(error);
+      stream->Write(reply);
+      return grpc::Status(grpc::PERMISSION_DENIED, error);
+    }
+  }
   if (disconnected(volume)) {
     std::string error = absl::StrCat("the secondary's operator disconnected volume '", volume,
                                      "' (replctl connect on the secondary lets it resume)");
@@ -99,7 +120,8 @@ grpc::Status ReplicaService::Stream(
     return grpc::Status(grpc::FAILED_PRECONDITION, reply.hello_reply().error());
   }
   if (!Claim(volume, context)) {
-    return grpc::Status(grpc::UNAVAILABLE, "previous stream of this volume did not stop");
+    return grpc::Status(grpc::UNAVAILABLE,
+                        "the secondary is stopping, or its previous stream of this volume did not stop");
   }
   *reply.mutable_hello_reply() = applier->HandleHello(hello, context->peer());
   if (!reply.hello_reply().accepted()) {

@@ -20,14 +20,16 @@ namespace blockrepl {
 
 class ReplicaService final : public replication::Replication::Service {
  public:
-  // `appliers` by volume name; not owned, outlive the service.
-  explicit ReplicaService(std::map<std::string, Applier*> appliers);
+  // `appliers` by volume name; not owned, outlive the service. A volume in
+  // `peer_names` accepts only a primary whose TLS certificate names it.
+  explicit ReplicaService(std::map<std::string, Applier*> appliers,
+                          std::map<std::string, std::string> peer_names = {});
 
   grpc::Status Stream(grpc::ServerContext* context,
                       grpc::ServerReaderWriter<replication::SecondaryMessage,
                                                replication::PrimaryMessage>* stream) override;
 
-  // Cancels every active stream (shutdown).
+  // Cancels every active stream and refuses new ones (shutdown).
   void CancelAll();
 
   // `replctl disconnect|connect` on the secondary: while disconnected the
@@ -42,9 +44,11 @@ class ReplicaService final : public replication::Replication::Service {
   void Release(const std::string& volume, grpc::ServerContext* context);
 
   const std::map<std::string, Applier*> appliers_;
+  const std::map<std::string, std::string> peer_names_;
   mutable absl::Mutex mu_;
   std::map<std::string, grpc::ServerContext*> active_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> disconnected_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // CancelAll ran: refuse new streams
 };
 
 }  // namespace blockrepl

@@ -16,11 +16,13 @@ struct Flags {
   std::string size, config;
 };
 
-const std::vector<std::string> kAgentWideKeys = {"listen", "admin-socket", "metrics-listen"};
+const std::vector<std::string> kAgentWideKeys = {"listen", "admin-socket", "metrics-listen",
+                                                 "tls-cert", "tls-key", "tls-ca", "insecure"};
 
 void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--config", f.config,
                  "read the agent's settings and volumes from FILE (then no other flag)");
+  app.add_option("--check-config", f.config, "validate FILE as --config would, then exit");
   app.add_option("--volume", f.volume.volume, "volume name; a primary of another volume is refused")
       ->required();
   app.add_option("--store", f.volume.store_path, "local store: a file or block device")
@@ -38,6 +40,15 @@ void DefineFlags(CLI::App& app, Flags& f) {
                "resync (from the undo log), then exit");
   app.add_option("--size", f.size, "create the store with this size if it does not exist")
       ->check(SizeValidator());
+  app.add_option("--tls-cert", f.agent.tls.cert, "PEM certificate this secondary presents");
+  app.add_option("--tls-key", f.agent.tls.key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", f.agent.tls.ca,
+                 "PEM CA bundle a primary's certificate must chain to (client certificates are "
+                 "required)");
+  app.add_option("--peer-name", f.volume.peer_name,
+                 "accept only a primary whose certificate names this host (SAN or CN)");
+  app.add_flag("--insecure", f.agent.tls.insecure,
+               "allow plaintext replication on a non-loopback listen address");
 }
 
 // Checks across flags; "" or the error.
@@ -47,6 +58,11 @@ std::string Finish(Flags& f) {
   if (f.volume.meta_path.empty() && stat(f.volume.store_path.c_str(), &st) == 0 &&
       S_ISBLK(st.st_mode)) {
     return "--meta is required when the store is a block device";
+  }
+  TlsOptions tls = f.agent.tls;
+  tls.peer_name = f.volume.peer_name;
+  if (absl::Status s = CheckTlsOptions(tls, f.agent.listen); !s.ok()) {
+    return std::string(s.message());
   }
   return "";
 }
@@ -79,6 +95,7 @@ int ParseConfig(const std::string& path, SecondaryAgentOptions* out) {
     out->listen = f.agent.listen;
     out->admin_socket = f.agent.admin_socket;
     out->metrics_listen = f.agent.metrics_listen;
+    out->tls = f.agent.tls;
     for (const auto& other : out->volumes) {
       if (other.store_path == f.volume.store_path) {
         fprintf(stderr, "%s: %s: volumes '%s' and '%s' use the same store %s\n", "repl-secondary",
@@ -96,12 +113,17 @@ int ParseConfig(const std::string& path, SecondaryAgentOptions* out) {
 
 int ParseSecondaryCommandLine(int argc, char** argv, SecondaryAgentOptions* out) {
   std::string config, usage_error;
-  if (FindConfigArgument(argc, argv, &config, &usage_error)) {
+  bool check_only = false;
+  if (FindConfigArgument(argc, argv, &config, &check_only, &usage_error)) {
     if (!usage_error.empty()) {
       fprintf(stderr, "repl-secondary: %s\n", usage_error.c_str());
       return 2;
     }
-    return ParseConfig(config, out);
+    const int code = ParseConfig(config, out);
+    if (code >= 0 || !check_only) return code;
+    std::vector<std::string> names;
+    for (const auto& v : out->volumes) names.push_back(v.volume);
+    return ReportConfigChecked(config, names);
   }
   CLI::App app{kDescription, "repl-secondary"};
   Flags f;

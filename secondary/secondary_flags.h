@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/tls/tls_options.h"
+
 namespace blockrepl {
 
 struct SecondaryVolumeOptions {
@@ -14,6 +16,7 @@ struct SecondaryVolumeOptions {
   std::string store_path;
   std::string meta_path;     // "" = STORE.meta (file stores only)
   uint64_t create_size = 0;  // create the store file with this size if missing
+  std::string peer_name;     // "" = any certificate from the CA; else it must name this
 };
 
 struct SecondaryAgentOptions {
@@ -21,6 +24,7 @@ struct SecondaryAgentOptions {
   std::string admin_socket;
   std::string metrics_listen;  // "" = no /metrics
   bool rollback_resync = false;  // one-shot: roll back, then exit (flags only)
+  TlsOptions tls;                // peer_name unused here: it is per volume
   std::vector<SecondaryVolumeOptions> volumes;
 };
 

@@ -11,6 +11,9 @@
 3. Bad files exit 2 with one line naming the file (and line): an unknown key, an agent-wide key
    inside a volume section, a duplicate volume, two volumes on one store, no volume section,
    a missing file, --config mixed with other flags; nothing is created.
+4. `--check-config` accepts the shipped examples (deploy/examples/site-a.primary.conf,
+   site-b.secondary.conf: "OK, 2 volume(s): db, logs", exit 0, nothing opened) and refuses a bad
+   file with exit 2.
 """
 import json
 import os
@@ -133,6 +136,16 @@ def body(case):
     refused("empty.conf", head, "no [volume NAME] section")
     refused("missing.conf", None, "cannot read config file")
     refused("mixed.conf", head, "takes no other arguments", extra=["--sync"])
+
+    # ---- 4. --check-config on the shipped examples -------------------------------------------
+    examples = H.Path(__file__).resolve().parents[2] / "deploy" / "examples"
+    for binary, name in [("repl-primary", "site-a.primary.conf"),
+                         ("repl-secondary", "site-b.secondary.conf")]:
+        r = H.run([H.BIN / binary, "--check-config", examples / name], check_rc=False)
+        H.check(r.returncode == 0 and "OK, 2 volume(s): db, logs" in r.stdout,
+                f"{binary} --check-config {name}: exit {r.returncode} {r.stdout!r} {r.stderr!r}")
+    r = H.run([H.BIN / "repl-primary", f"--check-config={d}/unknown.conf"], check_rc=False)
+    H.check_eq(r.returncode, 2, "--check-config of a bad file")
 
 
 if __name__ == "__main__":

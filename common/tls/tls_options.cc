@@ -1,0 +1,166 @@
+#include "common/tls/tls_options.h"
+
+#include <arpa/inet.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace blockrepl {
+
+namespace {
+
+// How often gRPC re-reads the certificate files: a renewed certificate is in
+// use for new handshakes within this many seconds.
+constexpr unsigned kRefreshSeconds = 1;
+
+std::string HostOf(const std::string& address) {
+  std::string host = address;
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    return host.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+  }
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(':') == colon) host = host.substr(0, colon);
+  if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
+  return host;
+}
+
+std::string OpenSslError() {
+  const unsigned long code = ERR_get_error();
+  if (code == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return buf;
+}
+
+template <typename T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
+using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+
+FILE* OpenOrNull(const std::string& path) { return fopen(path.c_str(), "r"); }
+
+}  // namespace
+
+bool IsLoopbackAddress(const std::string& address) {
+  const std::string host = HostOf(address);
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return false;
+}
+
+absl::Status CheckTlsOptions(const TlsOptions& tls, const std::string& address) {
+  if (tls.enabled() && (tls.cert.empty() || tls.key.empty() || tls.ca.empty())) {
+    return absl::InvalidArgumentError(
+        "mutual TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  }
+  if (!tls.enabled() && !tls.peer_name.empty()) {
+    return absl::InvalidArgumentError("--peer-name needs TLS (--tls-cert, --tls-key, --tls-ca)");
+  }
+  if (!tls.enabled() && !tls.insecure && !IsLoopbackAddress(address)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing plaintext replication on ", address,
+        ": give --tls-cert, --tls-key and --tls-ca (see deploy/tls/make-certs.sh), or --insecure "
+        "if the link is protected otherwise (VPN, tunnel)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTlsFiles(const TlsOptions& tls) {
+  ERR_clear_error();
+  FILE* f = OpenOrNull(tls.cert);
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot read --tls-cert ", tls.cert));
+  X509Ptr cert(PEM_read_X509(f, nullptr, nullptr, nullptr));
+  fclose(f);
+  if (!cert) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tls.cert, ": not a PEM certificate (", OpenSslError(), ")"));
+  }
+  f = OpenOrNull(tls.key);
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot read --tls-key ", tls.key));
+  KeyPtr key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
+  fclose(f);
+  if (!key) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tls.key, ": not a PEM private key (", OpenSslError(), ")"));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tls.key, " is not the private key of ", tls.cert));
+  }
+  StorePtr store(X509_STORE_new());
+  if (X509_STORE_load_file(store.get(), tls.ca.c_str()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load --tls-ca ", tls.ca, " (", OpenSslError(), ")"));
+  }
+  StoreCtxPtr ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr);
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        tls.cert, " does not chain to the CA in ", tls.ca, ": ",
+        X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsOptions& tls,
+                                                                 grpc::ChannelArguments* args) {
+  if (!tls.enabled()) return grpc::InsecureChannelCredentials();
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key, tls.cert, tls.ca, kRefreshSeconds);
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  // The secondary's certificate must name --peer-name when given (its
+  // address may be an IP the certificate does not list), else its host.
+  if (!tls.peer_name.empty()) args->SetSslTargetNameOverride(tls.peer_name);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TlsOptions& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key, tls.cert, tls.ca, kRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
+bool PeerCertificateNames(const grpc::AuthContext& auth, const std::string& name) {
+  for (const char* property : {"x509_subject_alternative_name", "x509_common_name"}) {
+    for (const grpc::string_ref& value : auth.FindPropertyValues(property)) {
+      if (std::string(value.data(), value.size()) == name) return true;
+    }
+  }
+  return false;
+}
+
+std::string DescribeTransport(const TlsOptions& tls, const std::string& address) {
+  if (tls.enabled()) {
+    return absl::StrCat("mutual TLS (certificate ", tls.cert, ", CA ", tls.ca,
+                        tls.peer_name.empty() ? "" : absl::StrCat(", peer must be ", tls.peer_name),
+                        ")");
+  }
+  if (IsLoopbackAddress(address)) return "PLAINTEXT (loopback only)";
+  return "PLAINTEXT WITHOUT ENCRYPTION OR AUTHENTICATION (--insecure): anyone who reaches "
+         "the port can read or inject replication traffic";
+}
+
+}  // namespace blockrepl
