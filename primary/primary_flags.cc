@@ -45,7 +45,7 @@ absl::Status ParseBitmapSpec(const std::string& spec, BitmapSpec* b) {
 struct Flags {
   PrimaryAgentOptions agent;
   PrimaryVolumeOptions volume;
-  std::string bitmap_spec, size, max_bytes = "64M", resync_rate, config;
+  std::string bitmap_spec, size, max_bytes = "64M", resync_rate, config, checksum = "xxh3";
   uint64_t async_window = 512;
 };
 
@@ -98,6 +98,11 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "the secondary's certificate must name this host (SAN or CN)");
   app.add_flag("--insecure", o.tls.insecure,
                "allow plaintext replication to a non-loopback secondary (e.g. over a VPN)");
+  app.add_option("--checksum", f.checksum,
+                 "end-to-end checksum of every replicated payload, verified by the secondary "
+                 "before it applies: xxh3 or none")
+      ->check(CLI::IsMember({"xxh3", "none"}))
+      ->capture_default_str();
   app.add_flag("--force-full-resync", o.bitmap.force_full_resync,
                "replace a bitmap file that is damaged or does not fit, and copy everything");
 }
@@ -120,6 +125,7 @@ std::string Finish(Flags& f) {
     return std::string(s.message());
   }
   o.max_inflight_writes = f.async_window;
+  o.checksum = f.checksum == "xxh3";
   o.max_inflight_bytes = SizeOrDie(f.max_bytes);
   o.create_size = SizeOrDie(f.size);
   o.resync_rate = SizeOrDie(f.resync_rate);

@@ -42,6 +42,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.max_inflight_writes = o.max_inflight_writes;
   r.max_inflight_bytes = o.max_inflight_bytes;
   r.max_epoch_writes = o.max_epoch_writes;
+  r.checksum = o.checksum;
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
   v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_,
                                             v->replicator_.get(), &v->range_lock_);

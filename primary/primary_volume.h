@@ -38,6 +38,7 @@ struct PrimaryVolumeOptions {
   uint64_t max_epoch_writes = 2048;
   uint64_t resync_rate = 0;       // bytes per second, 0 = unlimited
   TlsOptions tls;                  // how the stream to the secondary is protected
+  bool checksum = true;            // XXH3-64 per payload, verified by the secondary
 };
 
 class PrimaryVolume {

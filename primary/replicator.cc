@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
+#include "xxhash.h"
 
 namespace blockrepl {
 
@@ -248,6 +249,9 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
 ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t length,
                                      std::string data, ChunkRange chunks) {
   const uint64_t bytes = data.size();
+  // Outside the lock: hashing a large write must not hold up the stream.
+  const bool checksummed = options_.checksum && !data.empty();
+  const uint64_t checksum = checksummed ? XXH3_64bits(data.data(), data.size()) : 0;
   {
     absl::MutexLock lock(&mu_);
     const uint64_t connection = live_connection_;
@@ -264,6 +268,7 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       op.set_offset(offset);
       op.set_length(length);
       op.set_data(std::move(data));
+      if (checksummed) op.set_data_checksum(checksum);
       const uint64_t seq = EnqueueLocked(std::move(op), /*counts_in_window=*/true, chunks);
       // The secondary marks its image inconsistent before the first resync
       // chunk lands; it is consistent again once RESYNC_DONE is durable.

@@ -39,6 +39,7 @@ struct ReplicatorOptions {
   uint64_t max_inflight_writes = 512;
   uint64_t max_inflight_bytes = 64ull << 20;
   uint64_t max_epoch_writes = 2048;   // close an epoch (barrier) after this many writes
+  bool checksum = true;               // send an XXH3-64 of each data payload
   absl::Duration idle_barrier_delay = absl::Milliseconds(20);
   // Close an epoch at least this often under a steady flush-free load, so
   // durability (and bit clearing) never lags by more than this.

@@ -128,6 +128,12 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
                                                        op.length(), " but ", op.data().size(),
                                                        " bytes of data"));
       }
+      if (op.has_data_checksum() &&
+          XXH3_64bits(op.data().data(), op.data().size()) != op.data_checksum()) {
+        return absl::DataLossError(absl::StrCat(
+            "op seq ", op.seq(), " (", op.length(), " bytes at ", op.offset(),
+            "): data checksum mismatch, corrupted in transit; nothing of this batch applied"));
+      }
       break;
     case Op::TRIM:
     case Op::WRITE_ZEROES:

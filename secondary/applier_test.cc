@@ -1,6 +1,8 @@
 #include "secondary/applier.h"
 
 #include <gtest/gtest.h>
+
+#include "xxhash.h"
 #include <unistd.h>
 
 #include "common/mem_block_device.h"
@@ -109,11 +111,18 @@ TEST_F(ApplierTest, RejectsMalformedOpsWithoutApplyingThem) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(apply_one(MakeOp(1, static_cast<Op::Kind>(99), 0, 0)).code(),
             absl::StatusCode::kInvalidArgument);
+  Op corrupted = MakeOp(1, Op::WRITE, 0, 4, "XXXX");
+  corrupted.set_data_checksum(XXH3_64bits("XXXY", 4));
+  EXPECT_EQ(apply_one(corrupted).code(), absl::StatusCode::kDataLoss);
+  Op intact = MakeOp(2, Op::WRITE, 8, 4, "WXYZ");
+  intact.set_data_checksum(XXH3_64bits("WXYZ", 4));
+  ASSERT_TRUE(apply_one(intact).ok());
   ASSERT_TRUE(apply_one(MakeOp(5, Op::WRITE, 0, 1, "Z")).ok());
   EXPECT_EQ(apply_one(MakeOp(5, Op::WRITE, 0, 1, "Y")).code(),
             absl::StatusCode::kInvalidArgument);  // replayed seq
   EXPECT_EQ(ack.applied_seq(), 5u);
-  EXPECT_EQ(store_.Contents(), std::string("Z") + std::string(kSize - 1, 0));
+  EXPECT_EQ(store_.Contents(),
+            std::string("Z") + std::string(7, 0) + "WXYZ" + std::string(kSize - 12, 0));
 }
 
 TEST_F(ApplierTest, AssumeCleanOnFreshReplicaKeepsItConsistent) {

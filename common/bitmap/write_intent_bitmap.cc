@@ -138,7 +138,9 @@ absl::Status WriteIntentBitmap::PersistUpTo(uint64_t version) {
     absl::Status status = store_->WritePages(pages);
     mu_.Lock();
     flushing_ = false;
-    ++flushes_total_;
+    // Counts real I/O only: a memory store writes nothing, a failed flush
+    // is retried (and counted) by the next writer.
+    if (status.ok() && !store_->Description().empty()) ++flushes_total_;
     if (!status.ok()) {
       // The pages are not durable: keep them dirty so the next writer retries,
       // and fail this writer's request (its data must not be written).

@@ -42,7 +42,7 @@ class WriteIntentBitmap {
     uint64_t bits_set = 0;         // includes bits waiting for lazy clearing
     uint64_t dirty_pages = 0;      // pages holding at least one set bit
     uint64_t total_pages = 0;
-    uint64_t flushes_total = 0;    // bitmap store writes
+    uint64_t flushes_total = 0;    // successful flushes to the bitmap file (pages + fdatasync)
   };
 
   // `chunk_size` must be a power of two >= 4096 (checked by the caller's

@@ -84,7 +84,8 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
   out->Gauge("bitmap_chunk_size_bytes", "Bytes covered by one bitmap bit.", vol, s.chunk_size());
   out->Gauge("bitmap_pages", "Pages of bitmap bits.", vol, s.bitmap_pages());
   out->Gauge("bitmap_dirty_pages", "Bitmap pages holding a set bit.", vol, s.bitmap_dirty_pages());
-  out->Counter("bitmap_flushes_total", "Bitmap page writes (group commits and lazy clears).", vol,
+  out->Counter("bitmap_flushes_total",
+               "Flushes to the bitmap file (pages + fdatasync): group commits and lazy clears.", vol,
                s.bitmap_flushes_total());
   out->Gauge("resync_active", "1 while a resync pass runs.", vol,
              s.sync_state() == "resyncing" ? 1 : 0);
