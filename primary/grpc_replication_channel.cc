@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "replication.grpc.pb.h"
 
@@ -43,7 +45,8 @@ class GrpcReplicationStream : public ReplicationStream {
 
 class GrpcReplicationChannel : public ReplicationChannel {
  public:
-  GrpcReplicationChannel(const std::string& target, const TlsOptions& tls)
+  GrpcReplicationChannel(const std::string& target, const TlsOptions& tls,
+                         absl::Duration peer_timeout)
       : target_(target),
         failure_hint_(tls.enabled()
                           ? " (no route, nothing listening, or the TLS handshake failed: check "
@@ -53,9 +56,12 @@ class GrpcReplicationChannel : public ReplicationChannel {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
-    // Dead-peer detection on a silent link: ping every 10 s, give up after 5.
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    // Dead-peer detection on a silent link: ping every third of the peer
+    // timeout, give up after another third.
+    const int third_ms = static_cast<int>(
+        std::max<int64_t>(1000, absl::ToInt64Milliseconds(peer_timeout) / 3));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, third_ms);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, third_ms);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
@@ -88,8 +94,9 @@ class GrpcReplicationChannel : public ReplicationChannel {
 }  // namespace
 
 std::unique_ptr<ReplicationChannel> MakeGrpcReplicationChannel(const std::string& target,
-                                                               const TlsOptions& tls) {
-  return std::make_unique<GrpcReplicationChannel>(target, tls);
+                                                               const TlsOptions& tls,
+                                                               absl::Duration peer_timeout) {
+  return std::make_unique<GrpcReplicationChannel>(target, tls, peer_timeout);
 }
 
 }  // namespace blockrepl

@@ -46,6 +46,7 @@ struct Flags {
   PrimaryAgentOptions agent;
   PrimaryVolumeOptions volume;
   std::string bitmap_spec, size, max_bytes = "64M", resync_rate, config, checksum = "xxh3";
+  double peer_timeout_s = 15;
   uint64_t async_window = 512;
 };
 
@@ -98,6 +99,11 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "the secondary's certificate must name this host (SAN or CN)");
   app.add_flag("--insecure", o.tls.insecure,
                "allow plaintext replication to a non-loopback secondary (e.g. over a VPN)");
+  app.add_option("--peer-timeout", f.peer_timeout_s,
+                 "seconds without an ack (writes in flight) or a keepalive answer before the "
+                 "secondary is declared dead: writes are then marked and resynced later")
+      ->check(CLI::Range(2.0, 3600.0))
+      ->capture_default_str();
   app.add_option("--checksum", f.checksum,
                  "end-to-end checksum of every replicated payload, verified by the secondary "
                  "before it applies: xxh3 or none")
@@ -126,6 +132,7 @@ std::string Finish(Flags& f) {
   }
   o.max_inflight_writes = f.async_window;
   o.checksum = f.checksum == "xxh3";
+  o.peer_timeout = absl::Seconds(f.peer_timeout_s);
   o.max_inflight_bytes = SizeOrDie(f.max_bytes);
   o.create_size = SizeOrDie(f.size);
   o.resync_rate = SizeOrDie(f.resync_rate);

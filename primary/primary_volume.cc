@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
     if (!s.ok()) return s;
   }
   LogInfo(v->opened_bitmap_.startup_note);
-  v->channel_ = MakeGrpcReplicationChannel(o.secondary, o.tls);
+  v->channel_ = MakeGrpcReplicationChannel(o.secondary, o.tls, o.peer_timeout);
   ReplicatorOptions r;
   r.volume = o.volume;
   r.size_bytes = v->store_->Size();
@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.max_inflight_bytes = o.max_inflight_bytes;
   r.max_epoch_writes = o.max_epoch_writes;
   r.checksum = o.checksum;
+  r.peer_timeout = o.peer_timeout;
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
   v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_,
                                             v->replicator_.get(), &v->range_lock_);

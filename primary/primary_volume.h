@@ -39,6 +39,7 @@ struct PrimaryVolumeOptions {
   uint64_t resync_rate = 0;       // bytes per second, 0 = unlimited
   TlsOptions tls;                  // how the stream to the secondary is protected
   bool checksum = true;            // XXH3-64 per payload, verified by the secondary
+  absl::Duration peer_timeout = absl::Seconds(15);  // dead-peer detection
 };
 
 class PrimaryVolume {

@@ -1,5 +1,6 @@
 #include "primary/replicator.h"
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -113,7 +114,21 @@ void Replicator::ManagerLoop() {
       connection = live_connection_;
     }
     std::thread receiver([&] { ReceiveLoop(stream.get(), connection); });
+    // Cancels the stream when acks stop: Send may be blocked in flow control
+    // then, so the send loop alone could not notice.
+    absl::Notification connection_over;
+    std::thread watchdog([&] {
+      const absl::Duration tick = std::min(absl::Seconds(1), options_.peer_timeout / 4);
+      while (!connection_over.WaitForNotificationWithTimeout(tick)) {
+        if (PeerTimedOut(connection)) {
+          stream->Cancel();
+          return;
+        }
+      }
+    });
     SendLoop(stream.get(), connection);
+    connection_over.Notify();
+    watchdog.join();
     std::string reason;
     {
       absl::MutexLock lock(&mu_);
@@ -131,6 +146,11 @@ void Replicator::ManagerLoop() {
       stopping = stopping_;
     }
     if (!stopping) {
+      // We cancel the call before collecting its status, so a transport that
+      // died under us (peer gone, keepalive unanswered) reports CANCELLED.
+      if (reason.empty() && finish == "CANCELLED") {
+        finish = "the stream broke (link down, or no keepalive answer within --peer-timeout)";
+      }
       SetError(absl::StrCat("lost connection to secondary ", channel_->peer(), ": ",
                             reason.empty() ? finish : reason));
     }
@@ -230,8 +250,21 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   return stream;
 }
 
+bool Replicator::PeerTimedOut(uint64_t connection) {
+  absl::MutexLock lock(&mu_);
+  if (live_connection_ != connection || broken_ || inflight_.empty()) return false;
+  const absl::Duration silent = absl::Now() - last_progress_;
+  if (silent < options_.peer_timeout) return false;
+  broken_ = true;
+  broken_reason_ = absl::StrCat("no acknowledgement from the secondary for ",
+                                absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(100))),
+                                " with ", inflight_.size(), " ops in flight (--peer-timeout)");
+  return true;
+}
+
 uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chunks) {
   const uint64_t seq = next_seq_++;
+  if (inflight_.empty()) last_progress_ = absl::Now();
   op.set_seq(seq);
   const uint64_t bytes = op.data().size();
   inflight_.push_back(
@@ -441,6 +474,9 @@ void Replicator::HandleAck(const replication::Ack& ack) {
     while (!awaiting_durable_.empty() && awaiting_durable_.front().seq <= ack.durable_seq()) {
       durable_chunks.push_back(awaiting_durable_.front().chunks);
       awaiting_durable_.pop_front();
+    }
+    if (ack.applied_seq() > stats_.acked_seq || !durable_chunks.empty()) {
+      last_progress_ = absl::Now();
     }
     stats_.acked_seq = std::max(stats_.acked_seq, ack.applied_seq());
     releases_pending_ += durable_chunks.size();

@@ -48,6 +48,10 @@ struct ReplicatorOptions {
   int max_batch_ops = 256;
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // Dead-peer detection: writes in flight and no ack for this long breaks
+  // the stream (then the usual mark-and-resync path), even when the
+  // transport looks alive (e.g. the secondary's disk hangs).
+  absl::Duration peer_timeout = absl::Seconds(15);
   absl::Duration min_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(5);
 };
@@ -135,6 +139,9 @@ class Replicator {
   // Connects and handshakes; returns the stream or nullptr (error recorded).
   std::unique_ptr<ReplicationStream> Connect();
   void SendLoop(ReplicationStream* stream, uint64_t connection);
+  // True (and the connection marked broken) when `connection` has had ops in
+  // flight without any ack for longer than the peer timeout.
+  bool PeerTimedOut(uint64_t connection);
   void ReceiveLoop(ReplicationStream* stream, uint64_t connection);
   void HandleAck(const replication::Ack& ack);
   // Fails everything in flight: its chunks become needs-sync.
@@ -167,6 +174,9 @@ class Replicator {
   // outside mu_ (the bitmap has its own lock). Drain waits for these too, or a
   // rescale could see a count that is about to drop.
   uint64_t releases_pending_ ABSL_GUARDED_BY(mu_) = 0;
+  // When the secondary last acked something, or the window last went from
+  // empty to non-empty (the peer timeout counts from there).
+  absl::Time last_progress_ ABSL_GUARDED_BY(mu_);
   // VERIFY results by seq, until AwaitVerify takes them.
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> verify_results_ ABSL_GUARDED_BY(mu_);
   bool operator_disconnected_ ABSL_GUARDED_BY(mu_) = false;

@@ -3,6 +3,7 @@
 // ReplicaService (stream), Applier (ordering, durability) and ReplicaVolume.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -26,7 +27,7 @@ namespace blockrepl {
 namespace {
 
 std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
-                                                     const TlsOptions& tls,
+                                                     const TlsOptions& tls, double peer_timeout_s,
                                                      ReplicaService* service) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -34,10 +35,13 @@ std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  // Ping a silent primary every third of the peer timeout; drop it after
+  // another third without an answer.
+  const int third_ms = std::max(1000, static_cast<int>(peer_timeout_s * 1000 / 3));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, third_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, third_ms);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) return nullptr;
   return server;
@@ -85,7 +89,7 @@ int Run(int argc, char** argv) {
   }
   ReplicaService service(appliers, peer_names);
   std::unique_ptr<grpc::Server> server =
-      StartReplicationServer(options.listen, options.tls, &service);
+      StartReplicationServer(options.listen, options.tls, options.peer_timeout_s, &service);
   if (server == nullptr) {
     LogError("cannot listen for replication on ", options.listen);
     return 1;

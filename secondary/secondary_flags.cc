@@ -16,8 +16,9 @@ struct Flags {
   std::string size, config;
 };
 
-const std::vector<std::string> kAgentWideKeys = {"listen", "admin-socket", "metrics-listen",
-                                                 "tls-cert", "tls-key", "tls-ca", "insecure"};
+const std::vector<std::string> kAgentWideKeys = {"listen",  "admin-socket", "metrics-listen",
+                                                 "tls-cert", "tls-key",   "tls-ca",
+                                                 "insecure", "peer-timeout"};
 
 void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--config", f.config,
@@ -47,6 +48,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "required)");
   app.add_option("--peer-name", f.volume.peer_name,
                  "accept only a primary whose certificate names this host (SAN or CN)");
+  app.add_option("--peer-timeout", f.agent.peer_timeout_s,
+                 "seconds of silence (no keepalive answer) before a primary's stream is dropped")
+      ->check(CLI::Range(2.0, 3600.0))
+      ->capture_default_str();
   app.add_flag("--insecure", f.agent.tls.insecure,
                "allow plaintext replication on a non-loopback listen address");
 }
@@ -96,6 +101,7 @@ int ParseConfig(const std::string& path, SecondaryAgentOptions* out) {
     out->admin_socket = f.agent.admin_socket;
     out->metrics_listen = f.agent.metrics_listen;
     out->tls = f.agent.tls;
+    out->peer_timeout_s = f.agent.peer_timeout_s;
     for (const auto& other : out->volumes) {
       if (other.store_path == f.volume.store_path) {
         fprintf(stderr, "%s: %s: volumes '%s' and '%s' use the same store %s\n", "repl-secondary",

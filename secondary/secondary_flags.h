@@ -25,6 +25,7 @@ struct SecondaryAgentOptions {
   std::string metrics_listen;  // "" = no /metrics
   bool rollback_resync = false;  // one-shot: roll back, then exit (flags only)
   TlsOptions tls;                // peer_name unused here: it is per volume
+  double peer_timeout_s = 15;    // keepalive: a silent primary is dropped after this
   std::vector<SecondaryVolumeOptions> volumes;
 };
 
