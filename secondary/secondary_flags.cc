@@ -28,8 +28,8 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->required();
   app.add_option("--store", f.volume.store_path, "local store: a file or block device")
       ->required();
-  app.add_option("--listen", f.agent.listen, "replication listen address HOST:PORT")
-      ->required()
+  app.add_option("--listen", f.agent.listen,
+                 "replication listen address HOST:PORT (not needed with --rollback-resync)")
       ->check(ListenAddressValidator());
   app.add_option("--admin-socket", f.agent.admin_socket, "unix socket for replctl")->required();
   app.add_option("--meta", f.volume.meta_path, "replica metadata file (default: STORE.meta)");
@@ -64,6 +64,9 @@ std::string Finish(Flags& f) {
       S_ISBLK(st.st_mode)) {
     return "--meta is required when the store is a block device";
   }
+  // A rollback only touches the local store: no listener, no TLS needed.
+  if (f.agent.rollback_resync) return "";
+  if (f.agent.listen.empty()) return "--listen is required";
   TlsOptions tls = f.agent.tls;
   tls.peer_name = f.volume.peer_name;
   if (absl::Status s = CheckTlsOptions(tls, f.agent.listen); !s.ok()) {

@@ -222,10 +222,13 @@ void NbdServer::AcceptLoop() {
       peer = absl::StrCat(address_, "#", ++unix_serial);
     }
 
-    absl::MutexLock lock(&mu_);
-    ReapFinished();
+    std::list<Connection> finished;
+    absl::ReleasableMutexLock lock(&mu_);
+    TakeFinished(&finished);
     if (stopping_) {
+      lock.Release();
       close(fd);
+      for (Connection& c : finished) c.thread.join();
       return;
     }
     stats_.connections_total.fetch_add(1, std::memory_order_relaxed);
@@ -237,17 +240,17 @@ void NbdServer::AcceptLoop() {
       stats_.connections_active.fetch_sub(1, std::memory_order_relaxed);
       absl::MutexLock lock(&mu_);  // lets Stop() re-check its wait condition
     });
+    lock.Release();
+    for (Connection& c : finished) c.thread.join();
   }
 }
 
-void NbdServer::ReapFinished() {
+void NbdServer::TakeFinished(std::list<Connection>* finished) {
   for (auto it = connections_.begin(); it != connections_.end();) {
-    if (it->session->done()) {
-      it->thread.join();  // Run() has returned; the thread is about to exit
-      it = connections_.erase(it);
-    } else {
-      ++it;
-    }
+    auto next = std::next(it);
+    // Run() has returned; the thread is about to exit.
+    if (it->session->done()) finished->splice(finished->end(), connections_, it);
+    it = next;
   }
 }
 

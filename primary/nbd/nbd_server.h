@@ -48,8 +48,10 @@ class NbdServer {
   NbdServer(const ServerOptions& options, std::vector<Export> exports);
   absl::Status Listen();
   void AcceptLoop();
-  // Joins and frees connections whose Run() has returned.
-  void ReapFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves connections whose session has returned to `finished`; the caller
+  // joins their threads after releasing mu_ (each thread takes mu_ as its
+  // last step, so joining under mu_ would deadlock).
+  void TakeFinished(std::list<Connection>* finished) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after Start().
   const ServerOptions options_;
