@@ -47,6 +47,7 @@ struct Flags {
   PrimaryVolumeOptions volume;
   std::string bitmap_spec, size, max_bytes = "64M", resync_rate, config, checksum = "xxh3";
   double peer_timeout_s = 15;
+  std::string compress = "none";
   uint64_t async_window = 512;
 };
 
@@ -104,6 +105,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "secondary is declared dead: writes are then marked and resynced later")
       ->check(CLI::Range(2.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--compress", f.compress,
+                 "compress replicated payloads: none, lz4, zstd or zstd:LEVEL (1..19); payloads "
+                 "that do not compress travel raw")
+      ->capture_default_str();
   app.add_option("--checksum", f.checksum,
                  "end-to-end checksum of every replicated payload, verified by the secondary "
                  "before it applies: xxh3 or none")
@@ -133,6 +138,9 @@ std::string Finish(Flags& f) {
   o.max_inflight_writes = f.async_window;
   o.checksum = f.checksum == "xxh3";
   o.peer_timeout = absl::Seconds(f.peer_timeout_s);
+  auto compression = ParseCompressionSpec(f.compress);
+  if (!compression.ok()) return std::string(compression.status().message());
+  o.compression = *compression;
   o.max_inflight_bytes = SizeOrDie(f.max_bytes);
   o.create_size = SizeOrDie(f.size);
   o.resync_rate = SizeOrDie(f.resync_rate);

@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.max_epoch_writes = o.max_epoch_writes;
   r.checksum = o.checksum;
   r.peer_timeout = o.peer_timeout;
+  r.compression = o.compression;
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
   v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_,
                                             v->replicator_.get(), &v->range_lock_);
@@ -132,6 +133,9 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_resynced_chunks_total(p.resynced_chunks_total);
   s.set_bitmap_flushes_total(counts.flushes_total);
   s.set_disconnected_by_operator(r.operator_disconnected);
+  s.set_compression(DescribeCompression(options_.compression));
+  s.set_compression_input_bytes_total(r.compression_input_bytes);
+  s.set_compression_output_bytes_total(r.compression_output_bytes);
   const Verifier::Progress verify = verifier_->progress();
   s.set_verify_active(verify.active);
   s.set_verify_done_chunks(verify.done_chunks);

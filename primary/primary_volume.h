@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "admin.pb.h"
 #include "common/bitmap/write_intent_bitmap.h"
+#include "common/compression.h"
 #include "common/file_block_device.h"
 #include "common/range_lock.h"
 #include "common/tls/tls_options.h"
@@ -40,6 +41,7 @@ struct PrimaryVolumeOptions {
   TlsOptions tls;                  // how the stream to the secondary is protected
   bool checksum = true;            // XXH3-64 per payload, verified by the secondary
   absl::Duration peer_timeout = absl::Seconds(15);  // dead-peer detection
+  CompressionSpec compression;     // --compress
 };
 
 class PrimaryVolume {

@@ -281,10 +281,21 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
 
 ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t length,
                                      std::string data, ChunkRange chunks) {
-  const uint64_t bytes = data.size();
-  // Outside the lock: hashing a large write must not hold up the stream.
+  const uint64_t raw_bytes = data.size();
+  // Outside the lock: hashing or compressing a large write must not hold up
+  // the stream. The checksum covers the raw payload, so it also catches a
+  // codec fault.
   const bool checksummed = options_.checksum && !data.empty();
   const uint64_t checksum = checksummed ? XXH3_64bits(data.data(), data.size()) : 0;
+  Op::Codec codec = Op::CODEC_NONE;
+  if (options_.compression.codec != Op::CODEC_NONE && !data.empty()) {
+    std::string compressed;
+    if (compressor_.Compress(data, &compressed)) {
+      data = std::move(compressed);
+      codec = options_.compression.codec;
+    }
+  }
+  const uint64_t bytes = data.size();  // on the wire: what the byte window limits
   {
     absl::MutexLock lock(&mu_);
     const uint64_t connection = live_connection_;
@@ -301,7 +312,12 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       op.set_offset(offset);
       op.set_length(length);
       op.set_data(std::move(data));
+      op.set_codec(codec);
       if (checksummed) op.set_data_checksum(checksum);
+      if (options_.compression.codec != Op::CODEC_NONE) {
+        stats_.compression_input_bytes += raw_bytes;
+        stats_.compression_output_bytes += bytes;
+      }
       const uint64_t seq = EnqueueLocked(std::move(op), /*counts_in_window=*/true, chunks);
       // The secondary marks its image inconsistent before the first resync
       // chunk lands; it is consistent again once RESYNC_DONE is durable.
@@ -312,7 +328,7 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       }
       if (kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES) {
         stats_.replicated_writes_total++;
-        stats_.replicated_bytes_total += bytes;
+        stats_.replicated_bytes_total += raw_bytes;
       }
       // Bound an epoch even when the client never flushes, so durability
       // and bit clearing keep up (DRBD's max-epoch-size).

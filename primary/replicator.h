@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/bitmap/write_intent_bitmap.h"
+#include "common/compression.h"
 #include "common/metrics/latency_histogram.h"
 #include "primary/replication_channel.h"
 #include "replication.pb.h"
@@ -40,6 +41,7 @@ struct ReplicatorOptions {
   uint64_t max_inflight_bytes = 64ull << 20;
   uint64_t max_epoch_writes = 2048;   // close an epoch (barrier) after this many writes
   bool checksum = true;               // send an XXH3-64 of each data payload
+  CompressionSpec compression;        // per-op payload compression (--compress)
   absl::Duration idle_barrier_delay = absl::Milliseconds(20);
   // Close an epoch at least this often under a steady flush-free load, so
   // durability (and bit clearing) never lags by more than this.
@@ -77,6 +79,9 @@ class Replicator {
     uint64_t connects_total = 0;
     bool peer_consistent = false;
     bool operator_disconnected = false;
+    // --compress: payload bytes before and after compression (all payloads,
+    // including those sent raw because they did not compress).
+    uint64_t compression_input_bytes = 0, compression_output_bytes = 0;
     std::string last_error;
   };
 
@@ -189,6 +194,7 @@ class Replicator {
   Snapshot stats_ ABSL_GUARDED_BY(mu_);  // counters and seqs reported by snapshot()
 
   LatencyHistogram ack_latency_;  // lock-free
+  AdaptiveCompressor compressor_{options_.compression};  // thread-safe
 
   std::thread manager_;
 };

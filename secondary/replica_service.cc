@@ -1,5 +1,6 @@
 #include "secondary/replica_service.h"
 
+#include "common/compression.h"
 #include "common/tls/tls_options.h"
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,28 @@ namespace blockrepl {
 
 using replication::PrimaryMessage;
 using replication::SecondaryMessage;
+
+namespace {
+
+// The largest payload one op may expand to (the stream's message limit).
+constexpr uint64_t kMaxRawPayload = 64ull << 20;
+
+// Expands --compress payloads in place, before the applier checks anything.
+absl::Status DecompressBatch(replication::Batch* batch) {
+  for (replication::Op& op : *batch->mutable_ops()) {
+    if (op.codec() == replication::Op::CODEC_NONE) continue;
+    auto raw = DecompressPayload(op.codec(), op.data(), op.length(), kMaxRawPayload);
+    if (!raw.ok()) {
+      return absl::Status(raw.status().code(), absl::StrCat("op seq ", op.seq(), ": ",
+                                                            raw.status().message()));
+    }
+    op.set_data(std::move(raw).value());
+    op.set_codec(replication::Op::CODEC_NONE);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers,
                                std::map<std::string, std::string> peer_names)
@@ -144,7 +167,16 @@ grpc::Status ReplicaService::Stream(
       break;
     }
     SecondaryMessage ack_message;
-    absl::Status status = applier->ApplyBatch(message.batch(), ack_message.mutable_ack());
+    absl::Status status = DecompressBatch(message.mutable_batch());
+    if (status.ok()) {
+      status = applier->ApplyBatch(message.batch(), ack_message.mutable_ack());
+    } else {
+      // Nothing of the batch was applied: ack where we stand.
+      const Applier::Snapshot s = applier->snapshot();
+      ack_message.mutable_ack()->set_applied_seq(s.applied_seq);
+      ack_message.mutable_ack()->set_durable_seq(s.durable_seq);
+      LogError("volume '", volume, "': refusing batch: ", status.message());
+    }
     if (!status.ok()) {
       // Ack what was applied, then report the failure; the primary marks
       // the rest for resync and reconnects.

@@ -111,6 +111,17 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
              s.resync_rate_limit_bytes_per_second());
   out->Gauge("resync_paused", "1 when the operator paused the resync.", vol,
              s.resync_paused() ? 1 : 0);
+  out->Counter("compression_input_bytes_total",
+               "Replicated payload bytes before compression (--compress).", vol,
+               s.compression_input_bytes_total());
+  out->Counter("compression_output_bytes_total",
+               "Replicated payload bytes as sent (raw when compression did not pay).", vol,
+               s.compression_output_bytes_total());
+  if (s.compression_output_bytes_total() > 0) {
+    out->Gauge("compression_ratio", "Payload bytes before / after compression, since start.", vol,
+               static_cast<double>(s.compression_input_bytes_total()) /
+                   s.compression_output_bytes_total());
+  }
 }
 
 }  // namespace blockrepl
