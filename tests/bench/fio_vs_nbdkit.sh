@@ -9,7 +9,8 @@
 # Env: BENCH_RUNTIME   seconds per fio run (default 20)
 #      BENCH_ROUNDS    rounds of (every workload x every target) (default 1)
 #      BENCH_SIZE      backing file / volume size (default 1G)
-#      BENCH_TARGETS   subset of "nbdkit async sync" (default all three)
+#      BENCH_TARGETS   subset of "nbdkit async sync zstd lz4" (default: nbdkit async sync;
+#                      zstd/lz4 = async with --compress, for the incompressible-data overhead)
 #      BENCH_KEEP=1    keep the temp dir (fio JSON, logs)
 #      BLOCKREPL_BIN   binaries (default <repo>/build/bin)
 # Prints a table (MB/s, IOPS, p50/p99 completion latency in us, ratio to nbdkit; means over
@@ -107,6 +108,8 @@ for t in "${TARGETS[@]}"; do
     nbdkit) start_nbdkit ;;
     async) start_pair async ;;
     sync) start_pair sync --sync ;;
+    zstd) start_pair zstd --compress=zstd ;;  # fio's data is random: measures the cost
+    lz4) start_pair lz4 --compress=lz4 ;;     # of trying to compress incompressible data
     *) echo "bench: unknown target $t" >&2; exit 2 ;;
   esac
 done
