@@ -26,7 +26,7 @@ absl::StatusOr<CompressionSpec> ParseCompressionSpec(const std::string& text);
 std::string DescribeCompression(const CompressionSpec& spec);
 
 // Compresses `raw` into `*out`; false (out untouched) when the result would
-// not be at least 1/16 smaller: incompressible data then travels as is.
+// not be at least 1/4 smaller: barely compressible data then travels as is.
 bool CompressPayload(const CompressionSpec& spec, const std::string& raw, std::string* out);
 
 // CompressPayload that stops trying on incompressible streams: after 8
