@@ -170,7 +170,7 @@ for wname in ("seq1M_qd8", "rand4K_qd32"):
 EOF
 
 status=0
-for t in async sync; do
+for t in async sync zstd lz4; do
   [[ -n ${ADMIN[$t]:-} ]] || continue
   wait_in_sync "${ADMIN[$t]}" 120
   if cmp "${PSTORE[$t]}" "${SSTORE[$t]}"; then
