@@ -44,6 +44,10 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
                             FormatBytes(static_cast<uint64_t>(v.resync_rate_bytes_per_second())),
                             FormatDuration(v.resync_eta_seconds()));
     }
+    if (v.ahead()) {
+      absl::StrAppendFormat(&out, "      AHEAD (pull-ahead): the link is congested, %d writes only "
+                            "marked so far; the resync catches up\n", v.ahead_writes_total());
+    }
     if (v.verify_active() && v.verify_total_chunks() > 0) {
       double fraction = static_cast<double>(v.verify_done_chunks()) / v.verify_total_chunks();
       absl::StrAppendFormat(&out, "      %s  verify = %.1f%% (%d/%d chunks), %d differ\n",

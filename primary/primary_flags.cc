@@ -48,6 +48,8 @@ struct Flags {
   std::string bitmap_spec, size, max_bytes = "64M", resync_rate, config, checksum = "xxh3";
   double peer_timeout_s = 15;
   std::string compress = "none";
+  std::string on_congestion = "block";
+  double congestion_timeout_s = 1;
   uint64_t async_window = 512;
 };
 
@@ -105,6 +107,15 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "secondary is declared dead: writes are then marked and resynced later")
       ->check(CLI::Range(2.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--on-congestion", f.on_congestion,
+                 "when the window stays full: block (clients wait for the link) or pull-ahead "
+                 "(writes are only marked and resynced when the link catches up; async only)")
+      ->check(CLI::IsMember({"block", "pull-ahead"}))
+      ->capture_default_str();
+  app.add_option("--congestion-timeout", f.congestion_timeout_s,
+                 "seconds a write waits for room in a full window before pull-ahead starts")
+      ->check(CLI::Range(0.001, 3600.0))
+      ->capture_default_str();
   app.add_option("--compress", f.compress,
                  "compress replicated payloads: none, lz4, zstd or zstd:LEVEL (1..19); payloads "
                  "that do not compress travel raw")
@@ -141,6 +152,12 @@ std::string Finish(Flags& f) {
   auto compression = ParseCompressionSpec(f.compress);
   if (!compression.ok()) return std::string(compression.status().message());
   o.compression = *compression;
+  o.pull_ahead = f.on_congestion == "pull-ahead";
+  o.congestion_timeout = absl::Seconds(f.congestion_timeout_s);
+  if (o.pull_ahead && o.sync) {
+    return "--on-congestion=pull-ahead needs async replication: with --sync a write is "
+           "acknowledged only once the secondary has it";
+  }
   o.max_inflight_bytes = SizeOrDie(f.max_bytes);
   o.create_size = SizeOrDie(f.size);
   o.resync_rate = SizeOrDie(f.resync_rate);

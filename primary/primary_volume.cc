@@ -45,6 +45,8 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.checksum = o.checksum;
   r.peer_timeout = o.peer_timeout;
   r.compression = o.compression;
+  r.pull_ahead = o.pull_ahead;
+  r.congestion_timeout = o.congestion_timeout;
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
   v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_,
                                             v->replicator_.get(), &v->range_lock_);
@@ -134,6 +136,10 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_bitmap_flushes_total(counts.flushes_total);
   s.set_disconnected_by_operator(r.operator_disconnected);
   s.set_compression(DescribeCompression(options_.compression));
+  s.set_on_congestion(options_.pull_ahead ? "pull-ahead" : "block");
+  s.set_ahead(r.ahead);
+  s.set_ahead_writes_total(r.ahead_writes_total);
+  s.set_ahead_episodes_total(r.ahead_episodes_total);
   s.set_compression_input_bytes_total(r.compression_input_bytes);
   s.set_compression_output_bytes_total(r.compression_output_bytes);
   const Verifier::Progress verify = verifier_->progress();

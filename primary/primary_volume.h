@@ -42,6 +42,8 @@ struct PrimaryVolumeOptions {
   bool checksum = true;            // XXH3-64 per payload, verified by the secondary
   absl::Duration peer_timeout = absl::Seconds(15);  // dead-peer detection
   CompressionSpec compression;     // --compress
+  bool pull_ahead = false;         // --on-congestion=pull-ahead
+  absl::Duration congestion_timeout = absl::Seconds(1);
 };
 
 class PrimaryVolume {

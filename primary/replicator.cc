@@ -250,6 +250,16 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   return stream;
 }
 
+void Replicator::NoteWindowLevelLocked() {
+  const bool high = inflight_writes_ * 4 >= options_.max_inflight_writes * 3 ||
+                    inflight_bytes_ * 4 >= options_.max_inflight_bytes * 3;
+  if (!high) {
+    window_high_since_ = absl::InfiniteFuture();
+  } else if (window_high_since_ == absl::InfiniteFuture()) {
+    window_high_since_ = absl::Now();
+  }
+}
+
 bool Replicator::PeerTimedOut(uint64_t connection) {
   absl::MutexLock lock(&mu_);
   if (live_connection_ != connection || broken_ || inflight_.empty()) return false;
@@ -272,6 +282,7 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
   if (counts_in_window) {
     inflight_writes_++;
     inflight_bytes_ += bytes;
+    NoteWindowLevelLocked();
     stats_.peak_inflight_writes = std::max(stats_.peak_inflight_writes, inflight_writes_);
     stats_.peak_inflight_bytes = std::max(stats_.peak_inflight_bytes, inflight_bytes_);
   }
@@ -305,8 +316,41 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       return inflight_writes_ < options_.max_inflight_writes &&
              (inflight_bytes_ + bytes <= options_.max_inflight_bytes || inflight_writes_ == 0);
     };
-    if (connection != 0) mu_.Await(absl::Condition(&room));
-    if (connection != 0 && live_connection_ == connection && !broken_) {
+    const bool client_write = kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES;
+    bool only_mark = false;
+    if (connection != 0 && options_.pull_ahead && client_write) {
+      if (ahead_ && inflight_writes_ <= options_.max_inflight_writes / 2 &&
+          inflight_bytes_ <= options_.max_inflight_bytes / 2) {
+        ahead_ = false;
+        stats_.ahead = false;
+        LogInfo("volume ", options_.volume, ": the window drained: live writes flow again "
+                "(the resync carries what was marked)");
+      }
+      // Congested = the window has stayed at least 3/4 full for
+      // congestion_timeout (a saturated link frees a few slots per ack, so
+      // single writers wait only briefly while clients crawl at link speed).
+      bool congested = false;
+      if (!ahead_) {
+        const absl::Time deadline = window_high_since_ + options_.congestion_timeout;
+        congested = absl::Now() >= deadline ||
+                    (!room() && !mu_.AwaitWithDeadline(absl::Condition(&room), deadline));
+      }
+      if (congested) {
+        ahead_ = true;
+        stats_.ahead = true;
+        stats_.ahead_episodes_total++;
+        LogInfo("volume ", options_.volume, ": the window stayed 3/4 full for ",
+                absl::FormatDuration(options_.congestion_timeout),
+                ": pulling ahead (writes are only marked until the link catches up)");
+      }
+      if (ahead_) {
+        stats_.ahead_writes_total++;
+        only_mark = true;
+      }
+    } else if (connection != 0) {
+      mu_.Await(absl::Condition(&room));
+    }
+    if (connection != 0 && !only_mark && live_connection_ == connection && !broken_) {
       Op op;
       op.set_kind(kind);
       op.set_offset(offset);
@@ -343,7 +387,8 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       return ReplicationTicket{seq, connection};
     }
   }
-  // Not connected: the secondary will get this chunk from the next resync.
+  // Not connected (or pulling ahead): the secondary will get this chunk from
+  // the next resync pass.
   if (!chunks.empty()) bitmap_->EndWrite(chunks, /*replicated=*/false);
   return ReplicationTicket{};
 }
@@ -481,6 +526,7 @@ void Replicator::HandleAck(const replication::Ack& ack) {
         ack_latency_.RecordSince(op.enqueued);
         inflight_writes_--;
         inflight_bytes_ -= op.bytes;
+        NoteWindowLevelLocked();
       }
       if (!op.chunks.empty()) awaiting_durable_.push_back(op);
     }
@@ -530,6 +576,9 @@ void Replicator::ConnectionLost(const std::string& reason) {
     awaiting_durable_.clear();
     send_queue_.clear();
     verify_results_.clear();
+    window_high_since_ = absl::InfiniteFuture();
+    ahead_ = false;
+    stats_.ahead = false;
     inflight_writes_ = 0;
     inflight_bytes_ = 0;
     live_connection_ = 0;

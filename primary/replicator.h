@@ -42,6 +42,12 @@ struct ReplicatorOptions {
   uint64_t max_epoch_writes = 2048;   // close an epoch (barrier) after this many writes
   bool checksum = true;               // send an XXH3-64 of each data payload
   CompressionSpec compression;        // per-op payload compression (--compress)
+  // --on-congestion=pull-ahead: once client writes have found the window
+  // full for `congestion_timeout` in a row, writes are only marked in the
+  // bitmap ("ahead") until the window has drained to half; the resync then
+  // brings the secondary up (DRBD's pull-ahead). Async only.
+  bool pull_ahead = false;
+  absl::Duration congestion_timeout = absl::Seconds(1);
   absl::Duration idle_barrier_delay = absl::Milliseconds(20);
   // Close an epoch at least this often under a steady flush-free load, so
   // durability (and bit clearing) never lags by more than this.
@@ -79,6 +85,9 @@ class Replicator {
     uint64_t connects_total = 0;
     bool peer_consistent = false;
     bool operator_disconnected = false;
+    bool ahead = false;                  // pull-ahead: live writes only marked now
+    uint64_t ahead_writes_total = 0;     // client writes marked instead of sent
+    uint64_t ahead_episodes_total = 0;
     // --compress: payload bytes before and after compression (all payloads,
     // including those sent raw because they did not compress).
     uint64_t compression_input_bytes = 0, compression_output_bytes = 0;
@@ -147,6 +156,8 @@ class Replicator {
   // True (and the connection marked broken) when `connection` has had ops in
   // flight without any ack for longer than the peer timeout.
   bool PeerTimedOut(uint64_t connection);
+  // Keeps window_high_since_ up to date after the window's fill changed.
+  void NoteWindowLevelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReceiveLoop(ReplicationStream* stream, uint64_t connection);
   void HandleAck(const replication::Ack& ack);
   // Fails everything in flight: its chunks become needs-sync.
@@ -185,6 +196,10 @@ class Replicator {
   // VERIFY results by seq, until AwaitVerify takes them.
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> verify_results_ ABSL_GUARDED_BY(mu_);
   bool operator_disconnected_ ABSL_GUARDED_BY(mu_) = false;
+  bool ahead_ ABSL_GUARDED_BY(mu_) = false;  // pull-ahead in effect (see ReplicatorOptions)
+  // Since when the window has been at least 3/4 full without a break
+  // (pull-ahead's congestion signal); InfiniteFuture when it is not.
+  absl::Time window_high_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool connect_now_ ABSL_GUARDED_BY(mu_) = false;  // cut the reconnect backoff short
   uint64_t inflight_writes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t inflight_bytes_ ABSL_GUARDED_BY(mu_) = 0;

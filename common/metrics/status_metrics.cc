@@ -111,6 +111,10 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
              s.resync_rate_limit_bytes_per_second());
   out->Gauge("resync_paused", "1 when the operator paused the resync.", vol,
              s.resync_paused() ? 1 : 0);
+  out->Gauge("ahead", "1 while pulling ahead: live writes are only marked (--on-congestion).", vol,
+             s.ahead() ? 1 : 0);
+  out->Counter("ahead_writes_total", "Client writes marked for resync instead of sent (pull-ahead).",
+               vol, s.ahead_writes_total());
   out->Counter("compression_input_bytes_total",
                "Replicated payload bytes before compression (--compress).", vol,
                s.compression_input_bytes_total());
