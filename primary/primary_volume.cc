@@ -38,6 +38,8 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.size_bytes = v->store_->Size();
   r.chunk_size = v->bitmap_->chunk_size();
   r.generation = v->opened_bitmap_.generation;
+  if (v->opened_bitmap_.file != nullptr) r.volume_uuid = v->opened_bitmap_.volume_uuid;
+  r.replace_replica = o.bitmap.force_full_resync;
   r.assume_clean = o.assume_clean;
   r.max_inflight_writes = o.max_inflight_writes;
   r.max_inflight_bytes = o.max_inflight_bytes;

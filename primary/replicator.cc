@@ -178,6 +178,8 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   hello->set_chunk_size(options_.chunk_size);
   hello->set_generation(options_.generation);
   hello->set_assume_clean(options_.assume_clean);
+  hello->set_volume_uuid(options_.volume_uuid);
+  hello->set_replace_replica(options_.replace_replica);
   hello->set_protocol_version(1);
 
   // A watchdog cancels a handshake the secondary never answers.

@@ -36,6 +36,8 @@ struct ReplicatorOptions {
   uint64_t size_bytes = 0;
   uint32_t chunk_size = 65536;
   std::string generation;       // identity of this primary's data history
+  std::string volume_uuid;      // identity of the volume ("" for an in-memory bitmap)
+  bool replace_replica = false; // --force-full-resync: a replica of another UUID may be replaced
   bool assume_clean = false;    // a brand-new secondary already equals us
   uint64_t max_inflight_writes = 512;
   uint64_t max_inflight_bytes = 64ull << 20;

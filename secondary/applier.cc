@@ -79,6 +79,16 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
                                " bytes"));
   }
   if (hello.generation().empty()) return refuse("primary sent no generation identifier");
+  // Identity: a replica belongs to one volume (UUID). A valid certificate
+  // and the right name are not enough to overwrite it with another one.
+  if (!meta_.volume_uuid.empty() && !hello.volume_uuid().empty() &&
+      hello.volume_uuid() != meta_.volume_uuid && !hello.replace_replica()) {
+    return refuse(absl::StrCat(
+        "wrong volume: this replica of '", volume_, "' belongs to volume UUID ",
+        meta_.volume_uuid, ", the primary's is ", hello.volume_uuid(),
+        " (another volume, or a re-created bitmap file); start the primary with "
+        "--force-full-resync to overwrite this replica with its data"));
+  }
 
   reply.set_accepted(true);
   reply.set_last_applied_seq(stats_.applied_seq);
@@ -88,7 +98,16 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
   // which makes this image a resync target from now on.
   const bool full_sync = hello.generation() != meta_.followed_generation &&
                          !(meta_.followed_generation.empty() && hello.assume_clean());
-  if (hello.generation() != meta_.followed_generation) {
+  const bool new_identity =
+      !hello.volume_uuid().empty() && hello.volume_uuid() != meta_.volume_uuid;
+  if (new_identity) {
+    if (!meta_.volume_uuid.empty()) {
+      LogInfo("volume '", volume_, "': re-paired from volume UUID ", meta_.volume_uuid, " to ",
+              hello.volume_uuid(), " (the primary asked to replace this replica)");
+    }
+    meta_.volume_uuid = hello.volume_uuid();
+  }
+  if (hello.generation() != meta_.followed_generation || new_identity) {
     meta_.followed_generation = hello.generation();
     if (full_sync) {
       // Another history: the old image is worth nothing to this primary,

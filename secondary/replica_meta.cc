@@ -45,6 +45,8 @@ absl::StatusOr<ReplicaMeta> ReplicaMeta::Load(const std::string& path) {
     } else if (key == "undo_valid") {
       ok = value == "0" || value == "1";
       meta.undo_valid = value == "1";
+    } else if (key == "volume_uuid") {
+      meta.volume_uuid = value;
     } else if (key == "last_applied_seq") {
       ok = absl::SimpleAtoi(value, &meta.last_applied_seq);
     }  // unknown keys: written by a newer version, ignored
@@ -64,7 +66,8 @@ absl::Status ReplicaMeta::Save(const std::string& path) const {
   const std::string text = absl::StrCat(
       "format=blockrepl-replica-meta-v1\n", "volume=", volume, "\n", "size_bytes=", size_bytes,
       "\n", "followed_generation=", followed_generation, "\n", "consistent=", consistent ? 1 : 0,
-      "\n", "last_applied_seq=", last_applied_seq, "\n", "undo_valid=", undo_valid ? 1 : 0, "\n");
+      "\n", "last_applied_seq=", last_applied_seq, "\n", "undo_valid=", undo_valid ? 1 : 0, "\n",
+      "volume_uuid=", volume_uuid, "\n");
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return PosixError(absl::StrCat("open ", tmp));

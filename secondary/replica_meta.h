@@ -22,6 +22,9 @@ struct ReplicaMeta {
   // While !consistent: the undo log holds the image as it was when the
   // resync began, so it can be rolled back (false for full syncs).
   bool undo_valid = false;
+  // The volume UUID (from the primary's bitmap file) this replica belongs
+  // to; "" = not paired yet. A primary of another UUID is refused.
+  std::string volume_uuid;
 
   // NotFound when the file does not exist (a brand-new secondary).
   static absl::StatusOr<ReplicaMeta> Load(const std::string& path);

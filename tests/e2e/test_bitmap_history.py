@@ -6,8 +6,10 @@ converges. 1. The primary stops with SIGTERM: exit 0, the file is left clean (`e
 "clean", 0 dirty chunks, clean true). It restarts on the intact file: the log says "0 chunks
 flagged for resync (clean shutdown)", it reaches in_sync with resynced_bytes_total == 0 and keeps
 the file's generation. 2. The primary stops cleanly again, the file is deleted and the primary
-starts with a new file (first at the same path, then at another path): the secondary follows
-another history, so the primary must do a FULL resync (resync_total_bytes == the volume size,
+starts with a new file: a new volume UUID, which the secondary (paired with the old one)
+refuses ("wrong volume", nothing applied, its store untouched); with --force-full-resync (first
+at the same path, then at another path) the secondary re-pairs and follows another history, so
+the primary must do a FULL resync (resync_total_bytes == the volume size,
 resynced_bytes_total == the volume size), never silently none; stores equal each time.
 3. A new file again, its full sync limited to 8 MiB/s and the primary stopped cleanly midway:
 the file is "clean" but still flags the uncopied chunks, and the restart resyncs at least those;
@@ -50,9 +52,10 @@ def write_random(prim, rng, n):
     H.log(f"wrote {n} random extents through NBD")
 
 
-def start_primary(case, sec, store, bm):
+def start_primary(case, sec, store, bm, force=False):
     return case.primary(sec.port, volume="hist", store=store, size="64M",
-                        bitmap=f"{bm},{CHUNK},1")
+                        bitmap=f"{bm},{CHUNK},1",
+                        extra=["--force-full-resync"] if force else [])
 
 
 def check_full_resync(case, prim, sec, label):
@@ -107,7 +110,18 @@ def body(case):
     H.check_eq(examine_json(bm)["state"], "clean", "state after SIGTERM")
     os.unlink(bm)
     H.log(f"deleted {bm}; starting the primary with a new file at the same path")
+    # A new file is a new volume UUID: the replica (paired with the old one) refuses it, and
+    # nothing reaches its store, until the operator says so with --force-full-resync.
+    applied = sec.status()["applied_seq"]
+    digest = H.file_hash(sec.store)
     prim = start_primary(case, sec, store, bm)
+    st = H.wait_for(lambda: "wrong volume" in prim.status()["last_error"] and prim.status(), 30,
+                    "the secondary refuses the new volume UUID", procs=[prim.proc, sec.proc])
+    H.log(f"refused: {st['last_error']}")
+    H.check_eq(sec.status()["applied_seq"], applied, "nothing applied from the new UUID")
+    H.check_eq(H.file_hash(sec.store), digest, "the replica is untouched")
+    prim.stop()
+    prim = start_primary(case, sec, store, bm, force=True)
     st = check_full_resync(case, prim, sec, "new file, same path")
     H.check(st["generation"] != gen, f"a new bitmap file kept the old generation {gen}")
     gen2 = st["generation"]
@@ -120,7 +134,7 @@ def body(case):
     os.unlink(bm)
     bm2 = case.path("other.bm")
     H.log(f"deleted {bm}; starting the primary with a new file {bm2}")
-    prim = start_primary(case, sec, store, bm2)
+    prim = start_primary(case, sec, store, bm2, force=True)
     st = check_full_resync(case, prim, sec, "new file, other path")
     H.check(st["generation"] not in (gen, gen2), "a new bitmap file kept an old generation")
 
@@ -131,7 +145,8 @@ def body(case):
     bm3 = case.path("third.bm")
     H.log(f"deleted {bm2}; new file {bm3}, full sync limited to 8 MiB/s, stopped midway")
     prim = case.primary(sec.port, volume="hist", store=store, size="64M",
-                        bitmap=f"{bm3},{CHUNK},1", extra=["--resync-rate=8M"])
+                        bitmap=f"{bm3},{CHUNK},1",
+                        extra=["--resync-rate=8M", "--force-full-resync"])
     st = H.wait_for(lambda: (lambda s: s if s["resync_done_bytes"] >= 4 * H.MiB else None)(
         prim.status()), 30, "the rate-limited full sync to copy 4 MiB", procs=[prim.proc, sec.proc])
     H.check_eq(st["resync_total_bytes"], SIZE, "resync_total_bytes of the new file's sync")

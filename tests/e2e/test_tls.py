@@ -8,8 +8,9 @@ Certificates come from deploy/tls/make-certs.sh: CA A signs "primary.test" and "
    equal; both logs say "mutual TLS".
 2. Wrong peers never get a byte in: a primary presenting intruder.test (same CA, wrong name) is
    refused by name ("wrong peer", in the primary's last_error); a primary with rogue.test from
-   CA B, and a plaintext primary, fail the TLS handshake. Each time the secondary's applied_seq
-   and its store do not change.
+   CA B, and a plaintext primary, fail the TLS handshake; a primary with the valid primary.test
+   certificate but another volume (its own bitmap file: another volume UUID) is refused as
+   "wrong volume". Each time the secondary's applied_seq and its store do not change.
 3. Renewal without dropping data: under a write load, primary.test's certificate and key are
    replaced by a newly issued pair (same name, new key) and the primary gets SIGHUP: it logs the
    check, keeps replicating, and after `replctl disconnect` + `connect` (a new TLS handshake with
@@ -69,11 +70,11 @@ def body(case):
     prim.stop()
 
     # ---- 2. wrong peers -----------------------------------------------------------------------
-    def refused(name, flags, expect_in_error):
+    def refused(name, flags, expect_in_error, bitmap="memory"):
         before = sec.status()["applied_seq"]
         digest = H.file_hash(sec.store)
         p = case.primary(sec.port, volume="sec", store=case.path(f"{name}.img"), size="32M",
-                         bitmap="memory", extra=flags, name=name)
+                         bitmap=bitmap, extra=flags, name=name)
         st = H.wait_for(lambda: expect_in_error in p.status()["last_error"] and p.status(), 20,
                         f"{name}: last_error mentions {expect_in_error!r}", procs=[p.proc])
         H.check(st["connection"] != "connected", f"{name} must not be connected")
@@ -85,6 +86,9 @@ def body(case):
     refused("intruder", tls_flags(certs, "intruder.test", peer="secondary.test"), "wrong peer")
     refused("rogue", tls_flags(certs, "rogue.test", ca="b"), "cannot connect")
     refused("plain", [], "cannot connect")
+    # The right certificate, the right volume name and size, but another volume (UUID).
+    refused("othervolume", tls_flags(certs, "primary.test", peer="secondary.test"),
+            "wrong volume", bitmap=str(case.path("othervolume.bm")))
 
     # ---- 3. renewal under load ---------------------------------------------------------------
     prim.start()
