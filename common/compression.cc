@@ -3,6 +3,8 @@
 #include <lz4.h>
 #include <zstd.h>
 
+#include <memory>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -55,9 +57,11 @@ bool CompressPayload(const CompressionSpec& spec, const std::string& raw, std::s
     if (r <= 0) return false;
     n = static_cast<size_t>(r);
   } else {
-    // One context per thread: creating one per call costs more than
-    // compressing a 4 KiB payload.
-    thread_local ZSTD_CCtx* ctx = ZSTD_createCCtx();
+    // One context per thread (freed with the thread): creating one per call
+    // costs more than compressing a 4 KiB payload.
+    thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> owned(ZSTD_createCCtx(),
+                                                                         ZSTD_freeCCtx);
+    ZSTD_CCtx* ctx = owned.get();
     ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, spec.level);
     // A frame checksum (4 bytes): corruption is caught even with --checksum=none.
     ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1);
@@ -103,7 +107,9 @@ absl::StatusOr<std::string> DecompressPayload(Op::Codec codec, const std::string
     return raw;
   }
   if (codec == Op::CODEC_ZSTD) {
-    thread_local ZSTD_DCtx* ctx = ZSTD_createDCtx();
+    thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> owned(ZSTD_createDCtx(),
+                                                                         ZSTD_freeDCtx);
+    ZSTD_DCtx* ctx = owned.get();
     const size_t n =
         ZSTD_decompressDCtx(ctx, raw.data(), raw.size(), compressed.data(), compressed.size());
     if (ZSTD_isError(n) || n != raw_length) {
