@@ -353,6 +353,15 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       mu_.Await(absl::Condition(&room));
     }
     if (connection != 0 && !only_mark && live_connection_ == connection && !broken_) {
+      // A live write overtaking chunks that only a resync will bring: the
+      // secondary must stop claiming consistency before it applies it.
+      if (client_write && stats_.peer_consistent && bitmap_->needs_sync_chunks() > 0) {
+        Op begin;
+        begin.set_kind(Op::RESYNC_BEGIN);
+        EnqueueLocked(std::move(begin), false, ChunkRange{});
+        stats_.peer_consistent = false;
+        resync_done_seq_ = 0;
+      }
       Op op;
       op.set_kind(kind);
       op.set_offset(offset);

@@ -35,7 +35,7 @@ absl::Status Applier::SaveUndo(const replication::Batch& batch) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const Op& op : batch.ops()) {
     if (op.kind() != Op::BARRIER && op.kind() != Op::RESYNC_DONE && op.kind() != Op::VERIFY &&
-        op.length() > 0) {
+        op.kind() != Op::RESYNC_BEGIN && op.length() > 0) {
       ranges.emplace_back(op.offset(), op.length());
     }
   }
@@ -140,6 +140,12 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
     case Op::BARRIER:
     case Op::RESYNC_DONE:
       return absl::OkStatus();
+    case Op::RESYNC_BEGIN:
+      if (!op.data().empty() || op.length() != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("op seq ", op.seq(), ": RESYNC_BEGIN carries no range or data"));
+      }
+      return absl::OkStatus();
     case Op::WRITE:
     case Op::RESYNC:
       if (op.data().size() != op.length()) {
@@ -209,6 +215,8 @@ absl::Status Applier::ApplyOp(const Op& op) {
       return store_->Write(op.offset(), op.data(), /*fua=*/false);
     case Op::BARRIER:
       return store_->Flush();
+    case Op::RESYNC_BEGIN:
+      return absl::OkStatus();  // ApplyBatch marked the image inconsistent already
     case Op::RESYNC_DONE: {
       RETURN_IF_ERROR(store_->Flush());
       meta_.consistent = true;
@@ -234,7 +242,8 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
     status = ValidateOp(op, previous_seq);
     if (!status.ok()) break;
     previous_seq = op.seq();
-    has_resync |= op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
+    has_resync |= op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO ||
+                  op.kind() == Op::RESYNC_BEGIN;
   }
   if (!status.ok()) {
     stats_.last_error = std::string(status.message());

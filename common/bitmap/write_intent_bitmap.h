@@ -92,6 +92,11 @@ class WriteIntentBitmap {
   absl::Status ClearAllClearable();
 
   Counts counts() const;
+  // Chunks flagged for resync (cheap: one counter under the lock).
+  uint64_t needs_sync_chunks() const {
+    absl::MutexLock lock(&mu_);
+    return needs_sync_chunks_;
+  }
 
   // Changes the chunk size (online rescale). Requires that no write or
   // resync is in flight (the caller has quiesced and drained), else
