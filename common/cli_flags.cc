@@ -87,6 +87,18 @@ std::string ParseConfigVolume(CLI::App& app, const ConfigFile& file, const Confi
   return "";
 }
 
+std::string SharedStoreError(const std::string& path,
+                             const std::vector<std::pair<std::string, std::string>>& earlier,
+                             const std::string& volume, const std::string& store) {
+  for (const auto& [other, other_store] : earlier) {
+    if (other_store == store) {
+      return absl::StrCat(path, ": volumes '", other, "' and '", volume, "' use the same store ",
+                          store);
+    }
+  }
+  return "";
+}
+
 int ReportConfigChecked(const std::string& path, const std::vector<std::string>& volumes) {
   printf("%s: OK, %zu volume(s): %s\n", path.c_str(), volumes.size(),
          absl::StrJoin(volumes, ", ").c_str());

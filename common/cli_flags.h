@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -36,6 +38,13 @@ std::string ParseConfigVolume(CLI::App& app, const ConfigFile& file, const Confi
 // *usage_error when other arguments accompany it).
 bool FindConfigArgument(int argc, char** argv, std::string* path, bool* check_only,
                         std::string* usage_error);
+// Config files: a volume whose store another volume already uses would be
+// written by two pipelines. "" if `store` is not among `earlier` (volume,
+// store) pairs, else the error naming both volumes.
+std::string SharedStoreError(const std::string& path,
+                             const std::vector<std::pair<std::string, std::string>>& earlier,
+                             const std::string& volume, const std::string& store);
+
 // `--check-config` succeeded (like `nginx -t`: nothing opened or started):
 // prints "FILE: OK, N volume(s): a, b" and returns the exit code 0.
 int ReportConfigChecked(const std::string& path, const std::vector<std::string>& volumes);

@@ -194,13 +194,12 @@ int ParseConfig(const std::string& path, PrimaryAgentOptions* out) {
     out->nbd_socket = f.agent.nbd_socket;
     out->admin_socket = f.agent.admin_socket;
     out->metrics_listen = f.agent.metrics_listen;
-    for (const auto& other : out->volumes) {
-      if (other.store_path == f.volume.store_path) {
-        fprintf(stderr, "%s: %s: volumes '%s' and '%s' use the same store %s\n", "repl-primary",
-                path.c_str(), other.volume.c_str(), f.volume.volume.c_str(),
-                f.volume.store_path.c_str());
-        return 2;
-      }
+    std::vector<std::pair<std::string, std::string>> stores;  // volume, store
+    for (const auto& v : out->volumes) stores.emplace_back(v.volume, v.store_path);
+    if (std::string shared = SharedStoreError(path, stores, f.volume.volume, f.volume.store_path);
+        !shared.empty()) {
+      fprintf(stderr, "repl-primary: %s\n", shared.c_str());
+      return 2;
     }
     out->volumes.push_back(f.volume);
   }

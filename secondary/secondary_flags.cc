@@ -105,13 +105,12 @@ int ParseConfig(const std::string& path, SecondaryAgentOptions* out) {
     out->metrics_listen = f.agent.metrics_listen;
     out->tls = f.agent.tls;
     out->peer_timeout_s = f.agent.peer_timeout_s;
-    for (const auto& other : out->volumes) {
-      if (other.store_path == f.volume.store_path) {
-        fprintf(stderr, "%s: %s: volumes '%s' and '%s' use the same store %s\n", "repl-secondary",
-                path.c_str(), other.volume.c_str(), f.volume.volume.c_str(),
-                f.volume.store_path.c_str());
-        return 2;
-      }
+    std::vector<std::pair<std::string, std::string>> stores;  // volume, store
+    for (const auto& v : out->volumes) stores.emplace_back(v.volume, v.store_path);
+    if (std::string shared = SharedStoreError(path, stores, f.volume.volume, f.volume.store_path);
+        !shared.empty()) {
+      fprintf(stderr, "repl-secondary: %s\n", shared.c_str());
+      return 2;
     }
     out->volumes.push_back(f.volume);
   }
