@@ -32,8 +32,7 @@ absl::StatusOr<std::unique_ptr<FileBlockDevice>> FileBlockDevice::Open(const std
     return s;
   }
   uint64_t size = 0;
-  bool is_block_device = S_ISBLK(st.st_mode);
-  if (is_block_device) {
+  if (S_ISBLK(st.st_mode)) {
     if (ioctl(fd, BLKGETSIZE64, &size) != 0) {
       absl::Status s = PosixError(absl::StrCat("ioctl BLKGETSIZE64 ", path));
       close(fd);
@@ -65,7 +64,7 @@ absl::StatusOr<std::unique_ptr<FileBlockDevice>> FileBlockDevice::Open(const std
     return absl::InvalidArgumentError(absl::StrCat(path, " is empty (size 0)"));
   }
   return std::unique_ptr<FileBlockDevice>(
-      new FileBlockDevice(path, fd, size, is_block_device));
+      new FileBlockDevice(path, fd, size));
 }
 
 FileBlockDevice::~FileBlockDevice() { close(fd_); }

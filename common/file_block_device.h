@@ -32,8 +32,8 @@ class FileBlockDevice : public BlockDevice {
   const std::string& path() const { return path_; }
 
  private:
-  FileBlockDevice(std::string path, int fd, uint64_t size, bool is_block_device)
-      : path_(std::move(path)), fd_(fd), size_(size), is_block_device_(is_block_device) {}
+  FileBlockDevice(std::string path, int fd, uint64_t size)
+      : path_(std::move(path)), fd_(fd), size_(size) {}
 
   // Writes zero buffers over the range: the fallback when the file system
   // cannot punch holes or zero ranges.
@@ -45,7 +45,6 @@ class FileBlockDevice : public BlockDevice {
   const std::string path_;
   const int fd_;
   const uint64_t size_;
-  const bool is_block_device_;
 };
 
 }  // namespace blockrepl

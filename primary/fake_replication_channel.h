@@ -39,7 +39,6 @@ class FakeReplicationChannel : public ReplicationChannel {
   std::vector<replication::Op> received_ ABSL_GUARDED_BY(mu_);
   std::deque<replication::SecondaryMessage> to_primary_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool handshake_done_ ABSL_GUARDED_BY(mu_) = false;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -49,13 +49,6 @@ absl::Status FsyncPath(const std::string& path, int flags) {
   return absl::OkStatus();
 }
 
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 // Builds the complete new file at `tmp`; the caller renames it into place.
 absl::Status WriteRescaledFile(const std::string& tmp, const BitmapHeader& header,
                                const std::vector<uint64_t>& bits) {

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -257,6 +258,26 @@ def _cleanup_all():
 
 
 atexit.register(_cleanup_all)
+
+# What ASan, UBSan and TSan print when they find something (sanitizer builds: build-asan/,
+# build-tsan/). A report in any process's log fails the test even when the process went on or
+# exited 0, e.g. a TSan race report or a UBSan error in a process the test then killed.
+_SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                               r"WARNING: ThreadSanitizer|runtime error: ")
+
+
+def sanitizer_reports():
+    """Lines of sanitizer reports found in the logs of every process started so far."""
+    found = []
+    for p in _ALL_PROCS:
+        try:
+            text = Path(p.log_path).read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            if _SANITIZER_REPORT.search(line):
+                found.append(f"{p.name} ({p.log_path}): {line.strip()}")
+    return found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -872,6 +893,13 @@ def main(body, name=None, default_seed=1):
     finally:
         signal.alarm(0)
         _cleanup_all()
+        reports = sanitizer_reports()
+        if reports:
+            print("\nFAIL: sanitizer reports in the logs:\n  " + "\n  ".join(reports[:20]),
+                  flush=True)
+            if case and rc == 0:
+                case.dump_logs()
+            rc = 1
         if case:
             if rc == 0 and not os.environ.get("BLOCKREPL_KEEP"):
                 shutil.rmtree(case.dir, ignore_errors=True)
