@@ -100,6 +100,10 @@ std::string FormatVolumeDetail(const admin::VolumeStatus& v) {
                                         v.undo_available() ? ", rollback possible" : ""));
   }
   Line(&out, "Last error", v.last_error().empty() ? "-" : v.last_error());
+  Line(&out, "Store errors",
+       v.store_errors_total() == 0
+           ? std::string("0")
+           : absl::StrCat(v.store_errors_total(), " (latest: ", v.last_store_error(), ")"));
   return out;
 }
 

@@ -80,6 +80,10 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
     }
   }
   if (!v.last_error().empty()) absl::StrAppend(&out, "      last error: ", v.last_error(), "\n");
+  if (v.store_errors_total() > 0) {
+    absl::StrAppend(&out, "      store errors: ", v.store_errors_total(), " (latest: ",
+                    v.last_store_error(), ")\n");
+  }
   return out;
 }
 

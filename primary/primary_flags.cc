@@ -66,6 +66,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--volume", o.volume, "volume name (also the NBD export name)")->required();
   app.add_option("--store", o.store_path, "local store: a file or block device")->required();
   app.add_option("--secondary", o.secondary, "secondary agent HOST:PORT")->required();
+  // Hidden (group ""): tests only, see common/fault_injecting_block_device.h.
+  app.add_option("--test-inject-faults", o.fault_control,
+                 "TEST ONLY: fail store I/O as FILE says (EIO, ENOSPC...)")
+      ->group("");
   auto* tcp = app.add_option("--nbd-listen", f.agent.nbd_listen, "serve NBD on HOST:PORT");
   auto* unix_opt = app.add_option("--nbd-socket", f.agent.nbd_socket, "serve NBD on a unix socket");
   tcp->excludes(unix_opt);

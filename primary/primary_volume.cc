@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_format.h"
 #include "common/bitmap/bitmap_rescale.h"
+#include "common/fault_injecting_block_device.h"
+#include "common/file_block_device.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "primary/grpc_replication_channel.h"
@@ -15,7 +17,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   const PrimaryVolumeOptions& o = v->options_;
   auto store = FileBlockDevice::Open(o.store_path, o.create_size);
   if (!store.ok()) return store.status();
-  v->store_ = std::move(store).value();
+  v->store_ = MaybeInjectFaults(std::move(store).value(), o.fault_control);
   auto opened = OpenBitmap(o.bitmap, v->store_->Size());
   if (!opened.ok()) return opened.status();
   v->opened_bitmap_ = std::move(opened).value();
@@ -157,6 +159,8 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_store(options_.store_path);
   s.set_bitmap_file(bitmap_->store_description());
   s.set_last_error(r.last_error);
+  s.set_store_errors_total(volume_->store_errors());
+  s.set_last_store_error(volume_->last_store_error());
   s.set_acked_seq(r.acked_seq);
   s.set_durable_seq(r.durable_seq);
   s.set_sent_seq(r.sent_seq);

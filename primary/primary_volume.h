@@ -14,7 +14,7 @@
 #include "admin.pb.h"
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/compression.h"
-#include "common/file_block_device.h"
+#include "common/block_device.h"
 #include "common/range_lock.h"
 #include "common/tls/tls_options.h"
 #include "primary/bitmap_setup.h"
@@ -30,6 +30,7 @@ struct PrimaryVolumeOptions {
   std::string volume;
   std::string store_path;
   uint64_t create_size = 0;       // create the store file with this size if missing
+  std::string fault_control;      // test only: --test-inject-faults FILE (see FaultInjectingBlockDevice)
   std::string secondary;          // HOST:PORT
   BitmapSpec bitmap;
   bool sync = false;
@@ -82,7 +83,7 @@ class PrimaryVolume {
   void ClearingDaemon();
 
   const PrimaryVolumeOptions options_;
-  std::unique_ptr<FileBlockDevice> store_;
+  std::unique_ptr<BlockDevice> store_;
   OpenedBitmap opened_bitmap_;     // identity, history, and the bitmap file
   WriteIntentBitmap* bitmap_ = nullptr;  // == opened_bitmap_.bitmap
   RangeLock range_lock_;

@@ -10,7 +10,20 @@ ReplicatingVolume::ReplicatingVolume(BlockDevice* local, WriteIntentBitmap* bitm
       sync_(sync) {}
 
 absl::Status ReplicatingVolume::Read(uint64_t offset, absl::Span<char> out) {
-  return local_->Read(offset, out);
+  absl::Status status = local_->Read(offset, out);
+  return status.ok() ? status : NoteStoreError(std::move(status));
+}
+
+absl::Status ReplicatingVolume::NoteStoreError(absl::Status status) {
+  store_errors_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&error_mu_);
+  last_store_error_ = std::string(status.message());
+  return status;
+}
+
+std::string ReplicatingVolume::last_store_error() const {
+  absl::MutexLock lock(&error_mu_);
+  return last_store_error_;
 }
 
 RangeLock::Holder ReplicatingVolume::LockChunks(uint64_t offset, uint64_t length,
@@ -42,7 +55,7 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
     // The local range may be partly written: let resync carry whatever it
     // now holds to the secondary.
     bitmap_->EndWrite(chunks, /*replicated=*/false);
-    return status;
+    return NoteStoreError(std::move(status));
   }
   ReplicationTicket ticket = replicator_->Submit(
       kind, offset, length, std::string(data.data(), data.size()), chunks);
@@ -81,7 +94,7 @@ absl::Status ReplicatingVolume::Flush() {
   // Every write replied before this flush was already handed to the stream,
   // so the barrier orders after all of them.
   absl::Status status = local_->Flush();
-  if (!status.ok()) return status;
+  if (!status.ok()) return NoteStoreError(std::move(status));
   ReplicationTicket barrier = replicator_->SubmitBarrier();
   if (sync_) replicator_->Wait(barrier, Replicator::WaitFor::kDurable);
   return absl::OkStatus();

@@ -10,8 +10,12 @@
 // Reads go to the local store only. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/block_device.h"
@@ -33,7 +37,13 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
 
+  // Local store calls that failed (the client got the error), and the latest message.
+  uint64_t store_errors() const { return store_errors_.load(std::memory_order_relaxed); }
+  std::string last_store_error() const;
+
  private:
+  // Counts a failed local store call; returns `status` unchanged.
+  absl::Status NoteStoreError(absl::Status status);
   // Locks the chunks of a byte range under the current bitmap layout.
   RangeLock::Holder LockChunks(uint64_t offset, uint64_t length, ChunkRange* chunks);
   // Steps 1-5 for any modifying op; `local_op` performs step 3.
@@ -47,6 +57,10 @@ class ReplicatingVolume : public BlockDevice {
   Replicator* const replicator_;
   RangeLock* const range_lock_;
   const bool sync_;
+
+  std::atomic<uint64_t> store_errors_{0};
+  mutable absl::Mutex error_mu_;
+  std::string last_store_error_ ABSL_GUARDED_BY(error_mu_);
 };
 
 }  // namespace blockrepl

@@ -37,6 +37,8 @@ class Applier {
     uint64_t applied_writes_total = 0, applied_bytes_total = 0, resync_bytes_total = 0;
     uint64_t streams_total = 0;
     std::string last_error;
+    uint64_t store_errors_total = 0;  // store I/O failures while applying (see VolumeStatus)
+    std::string last_store_error;
     bool undo_available = false;
     uint64_t undo_log_bytes = 0;
   };

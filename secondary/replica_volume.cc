@@ -1,6 +1,8 @@
 #include "secondary/replica_volume.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/fault_injecting_block_device.h"
+#include "common/file_block_device.h"
 #include "common/units.h"
 #include "secondary/undo_log.h"
 
@@ -13,7 +15,7 @@ absl::StatusOr<std::unique_ptr<ReplicaVolume>> ReplicaVolume::Open(
   v->meta_path_ = o.meta_path.empty() ? o.store_path + ".meta" : o.meta_path;
   auto store = FileBlockDevice::Open(o.store_path, o.create_size);
   if (!store.ok()) return store.status();
-  v->store_ = std::move(store).value();
+  v->store_ = MaybeInjectFaults(std::move(store).value(), o.fault_control);
 
   auto loaded = ReplicaMeta::Load(v->meta_path_);
   ReplicaMeta meta;

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/file_block_device.h"
+#include "common/block_device.h"
 #include "secondary/applier.h"
 #include "secondary/replica_meta.h"
 #include "secondary/secondary_flags.h"
@@ -30,7 +30,7 @@ class ReplicaVolume {
   ReplicaVolume() = default;
 
   std::string store_path_, meta_path_;
-  std::unique_ptr<FileBlockDevice> store_;
+  std::unique_ptr<BlockDevice> store_;
   ReplicaMeta meta_at_start_;
   std::unique_ptr<Applier> applier_;
 };

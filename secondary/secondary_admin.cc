@@ -18,6 +18,8 @@ admin::VolumeStatus SecondaryAdmin::VolumeStatus(const Volume& volume) const {
   v.set_store(volume.store_path);
   v.set_bitmap_file(volume.meta_path);
   v.set_last_error(s.last_error);
+  v.set_store_errors_total(s.store_errors_total);
+  v.set_last_store_error(s.last_store_error);
   v.set_applied_seq(s.applied_seq);
   v.set_acked_seq(s.applied_seq);
   v.set_durable_seq(s.durable_seq);

@@ -33,6 +33,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->check(ListenAddressValidator());
   app.add_option("--admin-socket", f.agent.admin_socket, "unix socket for replctl")->required();
   app.add_option("--meta", f.volume.meta_path, "replica metadata file (default: STORE.meta)");
+  // Hidden (group ""): tests only, see common/fault_injecting_block_device.h.
+  app.add_option("--test-inject-faults", f.volume.fault_control,
+                 "TEST ONLY: fail store I/O as FILE says (EIO, ENOSPC...)")
+      ->group("");
   app.add_option("--metrics-listen", f.agent.metrics_listen,
                  "serve Prometheus /metrics and /healthz on HOST:PORT (read-only)")
       ->check(ListenAddressValidator());

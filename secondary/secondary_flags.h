@@ -17,6 +17,7 @@ struct SecondaryVolumeOptions {
   std::string meta_path;     // "" = STORE.meta (file stores only)
   uint64_t create_size = 0;  // create the store file with this size if missing
   std::string peer_name;     // "" = any certificate from the CA; else it must name this
+  std::string fault_control; // test only: --test-inject-faults FILE (see FaultInjectingBlockDevice)
 };
 
 struct SecondaryAgentOptions {

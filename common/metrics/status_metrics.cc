@@ -39,6 +39,9 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
              vol, s.consistent() ? 1 : 0);
   out->Gauge("size_bytes", "Volume size.", vol, s.size_bytes());
   out->Counter("connects_total", "Replication streams established.", vol, s.connects_total());
+  out->Counter("store_errors_total",
+               "Failed I/O on this agent's store (primary: client requests; secondary: applied ops).",
+               vol, s.store_errors_total());
   out->Gauge("durable_seq", "Highest write sequence number durable on the secondary.", vol,
              s.durable_seq());
 
