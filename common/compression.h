@@ -48,6 +48,14 @@ class AdaptiveCompressor {
   std::atomic<uint64_t> skipped_{0};
 };
 
+// The payload bytes `op` stands for once expanded: `length` for a compressed op, else the size
+// of its data (0 for TRIM, WRITE_ZEROES and the other ops without data). The primary caps a
+// batch's expanded bytes and the secondary refuses batches far above that cap, so a compressed
+// batch can never make the secondary allocate much more than the stream's message limit.
+inline uint64_t ExpandedPayloadBytes(const replication::Op& op) {
+  return op.codec() == replication::Op::CODEC_NONE ? op.data().size() : op.length();
+}
+
 // Decodes `compressed` (one op's payload) that must expand to exactly
 // `raw_length` bytes, at most `max_raw_length`: a corrupt or hostile payload
 // is an error, never a crash or an unbounded allocation.

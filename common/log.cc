@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 
 #include "absl/strings/str_format.h"
@@ -14,11 +15,15 @@ std::string& ProgramName() {
   static std::string* name = new std::string("blockrepl");
   return *name;
 }
+std::atomic<bool> silenced{false};
 }  // namespace
+
+void SilenceLogs() { silenced.store(true, std::memory_order_relaxed); }
 
 void SetLogProgramName(std::string_view name) { ProgramName() = std::string(name); }
 
 void LogLine(LogLevel level, std::string_view message) {
+  if (silenced.load(std::memory_order_relaxed)) return;
   struct timeval tv;
   gettimeofday(&tv, nullptr);
   struct tm tm;

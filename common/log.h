@@ -13,6 +13,9 @@ namespace blockrepl {
 enum class LogLevel { kInfo, kWarning, kError };
 
 void SetLogProgramName(std::string_view name);
+// Drops every line from now on (fuzzers: millions of refused inputs, each logged, would drown
+// the one report that matters).
+void SilenceLogs();
 void LogLine(LogLevel level, std::string_view message);
 
 template <typename... Args>

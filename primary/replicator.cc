@@ -492,11 +492,13 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
       }
       if (stopping_ || broken_) return;
       replication::Batch* batch = message.mutable_batch();
+      // Counted expanded (not compressed) so the secondary never holds more than about
+      // max_batch_bytes of payload per batch after decompression.
       uint64_t batch_bytes = 0;
       while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
-             (batch_bytes == 0 || batch_bytes + send_queue_.front().data().size() <=
+             (batch_bytes == 0 || batch_bytes + ExpandedPayloadBytes(send_queue_.front()) <=
                                       options_.max_batch_bytes)) {
-        batch_bytes += send_queue_.front().data().size();
+        batch_bytes += ExpandedPayloadBytes(send_queue_.front());
         *batch->add_ops() = std::move(send_queue_.front());
         send_queue_.pop_front();
       }

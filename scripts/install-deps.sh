@@ -9,7 +9,7 @@ BUILD_DEPS=(cmake ninja-build pkg-config g++ ccache libgrpc++-dev protobuf-compi
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev libgtest-dev libgmock-dev
   libcli11-dev prometheus-cpp-dev libcivetweb-dev libsystemd-dev libxxhash-dev libzstd-dev liblz4-dev)
 TEST_DEPS=(libnbd-bin python3-libnbd nbdkit qemu-utils fio curl socat delay pv procps prometheus
-  python3-yaml systemd)
+  python3-yaml systemd clang libclang-rt-14-dev)
 
 pkgs=("${BUILD_DEPS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then

@@ -1,10 +1,16 @@
 #!/bin/bash
-# README command 2: install missing deps, build, run every test (unit + e2e) with CTest; then
-# the same tests again on an ASan + UBSan build (build-asan/: memory errors, leaks, undefined
-# behaviour abort the binaries, so the tests fail).
+# README command 2: install missing deps, build, run every test (unit + e2e) with CTest; then the
+# same tests on two clang sanitizer builds, and the fuzzers:
+#   build/        g++, RelWithDebInfo: every test;
+#   build-asan/   clang, ASan + UBSan (+ libFuzzer coverage): every test again (memory errors,
+#                 leaks, undefined behaviour abort the binaries, so the tests fail), the fuzzers'
+#                 seed replays, then scripts/fuzz.sh: each fuzzer for FUZZ_SECONDS (60);
+#   build-tsan/   clang, TSan: every test again (data races fail them); both clang builds also
+#                 check the thread-safety annotations (-Werror=thread-safety).
 # Usage: scripts/test.sh [extra ctest args, e.g. -R e2e_window or -L e2e]
 # Env: CTEST_TIMEOUT (default per-test timeout for tests without their own, 300 s),
-#      CTEST_PARALLEL (default 2), SANITIZE=0 to skip the sanitizer pass.
+#      CTEST_PARALLEL (default 2), SANITIZE=0 to skip the sanitizer builds and fuzzing,
+#      FUZZ_SECONDS (default 60; 0 skips fuzzing).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -16,13 +22,30 @@ run_ctest() {  # run_ctest BUILD_DIR [ctest args]
   ctest --test-dir "$dir" --output-on-failure -j"${CTEST_PARALLEL:-2}" \
     --timeout "${CTEST_TIMEOUT:-300}" "$@"
 }
-run_ctest "$ROOT/build" "$@"
-if [[ ${SANITIZE:-1} != 0 ]]; then
-  echo "test.sh: the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
-  if [[ ! -f "$ROOT/build-asan/CMakeCache.txt" ]]; then
-    cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DBLOCKREPL_SANITIZE=address,undefined >/dev/null
+configure_clang() {  # configure_clang BUILD_DIR CMAKE_ARGS...: once; clang++ for the sanitizers
+  local dir=$1
+  shift
+  if [[ ! -f "$dir/CMakeCache.txt" ]]; then
+    CXX=clang++ cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   fi
-  BUILD_DIR="$ROOT/build-asan" scripts/build.sh
-  ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1} run_ctest "$ROOT/build-asan" "$@"
+}
+section() { echo; echo "==== test.sh: $* ($(date +%T))"; }
+
+section "g++ build: every test"
+run_ctest "$ROOT/build" "$@"
+[[ ${SANITIZE:-1} != 0 ]] || exit 0
+
+section "ASan + UBSan build (clang, build-asan/): every test again, fuzzer seed replays"
+configure_clang "$ROOT/build-asan" -DBLOCKREPL_SANITIZE=address,undefined -DBLOCKREPL_FUZZ=ON
+BUILD_DIR="$ROOT/build-asan" scripts/build.sh
+ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1} run_ctest "$ROOT/build-asan" "$@"
+if [[ ${FUZZ_SECONDS:-60} != 0 && $# -eq 0 ]]; then
+  section "fuzzing: each target ${FUZZ_SECONDS:-60} s"
+  FUZZ_BUILD_DIR="$ROOT/build-asan" scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
+
+section "TSan build (clang, build-tsan/): every test again"
+configure_clang "$ROOT/build-tsan" -DBLOCKREPL_SANITIZE=thread
+BUILD_DIR="$ROOT/build-tsan" scripts/build.sh
+run_ctest "$ROOT/build-tsan" "$@"
+section "all passed"

@@ -1,38 +1,16 @@
 #include "secondary/replica_service.h"
 
-#include "common/compression.h"
 #include "common/tls/tls_options.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "secondary/decompress_batch.h"
 
 namespace blockrepl {
 
 using replication::PrimaryMessage;
 using replication::SecondaryMessage;
-
-namespace {
-
-// The largest payload one op may expand to (the stream's message limit).
-constexpr uint64_t kMaxRawPayload = 64ull << 20;
-
-// Expands --compress payloads in place, before the applier checks anything.
-absl::Status DecompressBatch(replication::Batch* batch) {
-  for (replication::Op& op : *batch->mutable_ops()) {
-    if (op.codec() == replication::Op::CODEC_NONE) continue;
-    auto raw = DecompressPayload(op.codec(), op.data(), op.length(), kMaxRawPayload);
-    if (!raw.ok()) {
-      return absl::Status(raw.status().code(), absl::StrCat("op seq ", op.seq(), ": ",
-                                                            raw.status().message()));
-    }
-    op.set_data(std::move(raw).value());
-    op.set_codec(replication::Op::CODEC_NONE);
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers,
                                std::map<std::string, std::string> peer_names)
