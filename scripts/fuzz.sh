@@ -25,7 +25,7 @@ JOBS=${FUZZ_JOBS:-2}
 # payload, a hello and a couple of batches, a config file of several volumes.
 max_len() {
   case $1 in
-    bitmap_file_fuzzer) echo 20000 ;;
+    bitmap_file_fuzzer) echo 20000 ;;  # 2 header slots + pages of a 16 MiB volume, and more
     nbd_session_fuzzer | replica_stream_fuzzer) echo 16384 ;;
     *) echo 4096 ;;
   esac

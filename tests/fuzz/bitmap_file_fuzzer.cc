@@ -5,8 +5,17 @@
 // start for a 16 MiB volume (validation against the volume, possibly rewriting the header).
 // A damaged file must give an error or a safe result (torn pages load as all dirty); never a
 // crash or an access outside the buffers.
+//
+// Input: byte 0 picks the mode. Even: the rest is the file as is, so almost every mutation stops
+// at a checksum. Odd: the header and page checksums are recomputed over the mutated bytes first,
+// so mutations reach the geometry and state checks behind them (what a buggy writer, rather than
+// a torn write, could leave behind).
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
+
+#include "xxhash.h"
 
 #include "common/bitmap/bitmap_file.h"
 #include "common/log.h"
@@ -18,9 +27,38 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+namespace {
+
+// The on-disk layout of common/bitmap/bitmap_file.cc: two 4 KiB header slots whose first 104
+// bytes are covered by an XXH3 stored right after them, then 4 KiB page blocks of 4080 bytes of
+// bits followed by the XXH3 of those bits and the page index.
+constexpr size_t kBlock = 4096, kHeaderChecked = 104, kPageBits = 4080;
+
+void FixChecksums(std::vector<uint8_t>& file) {
+  for (size_t slot = 0; slot < 2 * kBlock; slot += kBlock) {
+    if (file.size() < slot + kHeaderChecked + 8) break;
+    const uint64_t sum = XXH3_64bits(file.data() + slot, kHeaderChecked);
+    std::memcpy(file.data() + slot + kHeaderChecked, &sum, 8);
+  }
+  for (uint64_t i = 0, at = 2 * kBlock; at + kPageBits + 8 <= file.size(); ++i, at += kBlock) {
+    XXH3_state_t* state = XXH3_createState();
+    XXH3_64bits_reset(state);
+    XXH3_64bits_update(state, file.data() + at, kPageBits);
+    XXH3_64bits_update(state, &i, sizeof i);
+    const uint64_t sum = XXH3_64bits_digest(state);
+    XXH3_freeState(state);
+    std::memcpy(file.data() + at + kPageBits, &sum, 8);
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace blockrepl;
-  const std::string path = fuzz::WriteTempFile("bitmap", data, size);
+  if (size == 0) return 0;
+  std::vector<uint8_t> file(data + 1, data + size);
+  if (data[0] & 1) FixChecksums(file);
+  const std::string path = fuzz::WriteTempFile("bitmap", file.data(), file.size());
 
   if (auto examined = BitmapFile::Open(path, /*read_only=*/true); examined.ok()) {
     const BitmapFile& file = **examined;

@@ -176,7 +176,9 @@ def bitmap_seeds(bin_dir):
                 if p.poll() is None:
                     p.kill()
                     p.wait()
-            seeds[how] = bitmap.read_bytes()
+            # Byte 0 is the fuzzer's mode: as is (0) or with checksums recomputed (1).
+            seeds[how] = b"\x00" + bitmap.read_bytes()
+            seeds[how + "_fixed_sums"] = b"\x01" + bitmap.read_bytes()
     return seeds
 
 
