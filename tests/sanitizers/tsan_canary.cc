@@ -1,9 +1,14 @@
 // Canary for the TSan build: proves the Abseil shim (common/sanitizers/tsan_abseil_sync.cc) lets
-// TSan see real races and does not hide them. Two threads bump a counter 10000 times each:
-//   tsan_canary guarded   both under one absl::Mutex (and a Notification, a CondVar, an Await):
-//                         must run clean;
-//   tsan_canary racy      one of them skips the lock: TSan must report a data race.
+// TSan see real races and does not hide them. Deterministic, whatever the scheduling:
+//   1. main sets the counter under the mutex, then Notify()s the other thread;
+//   2. the other thread bumps the counter under the mutex, then raises a *relaxed* atomic flag,
+//      which orders nothing for TSan;
+//   3. main spins on that flag and bumps the counter again:
+//        tsan_canary guarded   under the mutex: ordered through it, must run clean;
+//        tsan_canary racy      without it: nothing orders it after step 2, TSan must report it.
+// Then both wait on each other through a CondVar and Await, which must not report anything.
 // Without the shim `guarded` reports races; with an over-eager shim `racy` would not.
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -20,38 +25,44 @@ struct Shared {
   int turns = 0;     // guarded by mu
 };
 
-void Bump(Shared& s, bool take_lock) {
-  for (int i = 0; i < 10000; ++i) {
-    if (take_lock) {
-      absl::MutexLock lock(&s.mu);
-      ++s.counter;
-    } else {
-      ++s.counter;
-    }
-  }
-}
+// Static storage on purpose: TSan (LLVM 14) does not report this pattern on main's stack.
+Shared s;
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool racy = argc > 1 && std::strcmp(argv[1], "racy") == 0;
-  Shared s;
-  absl::Notification started;
+  absl::Notification go;
+  std::atomic<bool> bumped{false};
   std::thread other([&] {
-    started.WaitForNotification();
-    Bump(s, /*take_lock=*/true);
-    absl::MutexLock lock(&s.mu);
-    ++s.turns;
-    s.turn_changed.SignalAll();
+    go.WaitForNotification();
+    {
+      absl::MutexLock lock(&s.mu);
+      ++s.counter;
+      ++s.turns;
+      s.turn_changed.SignalAll();
+    }
+    bumped.store(true, std::memory_order_relaxed);  // no happens-before for TSan
   });
-  started.Notify();
-  Bump(s, /*take_lock=*/!racy);
+  {
+    absl::MutexLock lock(&s.mu);
+    s.counter = 100;
+  }
+  go.Notify();
+  while (!bumped.load(std::memory_order_relaxed)) std::this_thread::yield();
+  if (racy) {
+    ++s.counter;  // the race TSan must report
+  } else {
+    absl::MutexLock lock(&s.mu);
+    ++s.counter;
+  }
   {
     absl::MutexLock lock(&s.mu);
     while (s.turns == 0) s.turn_changed.Wait(&s.mu);
     s.mu.Await(absl::Condition(+[](int* turns) { return *turns == 1; }, &s.turns));
   }
   other.join();
+  absl::MutexLock lock(&s.mu);
   std::printf("counter=%ld\n", s.counter);
   return 0;
 }
