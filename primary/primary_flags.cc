@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/agent_command_line.h"
 #include "common/cli_flags.h"
 #include "common/units.h"
 
@@ -49,6 +50,7 @@ struct Flags {
   double peer_timeout_s = 15;
   std::string compress = "none";
   std::string on_congestion = "block";
+  std::string resync_mode = "bitmap";
   double congestion_timeout_s = 1;
   uint64_t async_window = 512;
 };
@@ -95,6 +97,12 @@ void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--resync-rate", f.resync_rate,
                  "limit resync traffic to BYTES per second (e.g. 50M)")
       ->check(SizeValidator());
+  app.add_option("--resync-mode", f.resync_mode,
+                 "bitmap: send every flagged chunk; checksum: first compare flagged chunks with "
+                 "the secondary's by checksum and send only those that differ (for a full sync "
+                 "of a secondary that holds an older copy, or after the bitmap file was lost)")
+      ->check(CLI::IsMember({"bitmap", "checksum"}))
+      ->capture_default_str();
   app.add_option("--size", f.size, "create the store with this size if it does not exist")
       ->check(SizeValidator());
   app.add_flag("--assume-clean", o.assume_clean,
@@ -165,6 +173,7 @@ std::string Finish(Flags& f) {
   o.max_inflight_bytes = SizeOrDie(f.max_bytes);
   o.create_size = SizeOrDie(f.size);
   o.resync_rate = SizeOrDie(f.resync_rate);
+  o.resync_by_checksum = f.resync_mode == "checksum";
   if (o.max_inflight_bytes == 0) return "--max-inflight-bytes must be > 0";
   if (absl::Status s = CheckTlsOptions(o.tls, o.secondary); !s.ok()) {
     return std::string(s.message());
@@ -172,71 +181,22 @@ std::string Finish(Flags& f) {
   return "";
 }
 
-constexpr char kDescription[] =
-    "repl-primary: serve volumes over NBD and replicate them to a secondary";
-
-int ParseConfig(const std::string& path, PrimaryAgentOptions* out) {
-  auto file = LoadConfigFile(path);
-  if (!file.ok()) {
-    fprintf(stderr, "repl-primary: %s\n", std::string(file.status().message()).c_str());
-    return 2;
-  }
-  for (const ConfigSection& section : file->volumes) {
-    CLI::App app{kDescription, "repl-primary"};
-    Flags f;
-    DefineFlags(app, f);
-    std::string error = ParseConfigVolume(app, *file, section, kAgentWideKeys);
-    if (error.empty()) error = Finish(f);
-    if (!error.empty()) {
-      if (error.find(path) == std::string::npos) {
-        error = absl::StrCat(path, ", [volume ", section.volume, "]: ", error);
-      }
-      fprintf(stderr, "repl-primary: %s\n", error.c_str());
-      return 2;
-    }
-    out->nbd_listen = f.agent.nbd_listen;
-    out->nbd_socket = f.agent.nbd_socket;
-    out->admin_socket = f.agent.admin_socket;
-    out->metrics_listen = f.agent.metrics_listen;
-    std::vector<std::pair<std::string, std::string>> stores;  // volume, store
-    for (const auto& v : out->volumes) stores.emplace_back(v.volume, v.store_path);
-    if (std::string shared = SharedStoreError(path, stores, f.volume.volume, f.volume.store_path);
-        !shared.empty()) {
-      fprintf(stderr, "repl-primary: %s\n", shared.c_str());
-      return 2;
-    }
-    out->volumes.push_back(f.volume);
-  }
-  return -1;
-}
+// How repl-primary plugs into the shared command-line driver (common/agent_command_line.h).
+struct PrimaryAgent {
+  using Flags = blockrepl::Flags;
+  static constexpr char kProgram[] = "repl-primary";
+  static constexpr char kDescription[] =
+      "repl-primary: serve volumes over NBD and replicate them to a secondary";
+  static std::vector<std::string> ConfigAgentWideKeys() { return kAgentWideKeys; }
+  static void Define(CLI::App& app, Flags& f) { DefineFlags(app, f); }
+  static std::string Finish(Flags& f) { return blockrepl::Finish(f); }
+  static std::string CheckConfigVolume(const std::string&, const Flags&) { return ""; }
+};
 
 }  // namespace
 
 int ParsePrimaryCommandLine(int argc, char** argv, PrimaryAgentOptions* out) {
-  std::string config, usage_error;
-  bool check_only = false;
-  if (FindConfigArgument(argc, argv, &config, &check_only, &usage_error)) {
-    if (!usage_error.empty()) {
-      fprintf(stderr, "repl-primary: %s\n", usage_error.c_str());
-      return 2;
-    }
-    const int code = ParseConfig(config, out);
-    if (code >= 0 || !check_only) return code;
-    std::vector<std::string> names;
-    for (const auto& v : out->volumes) names.push_back(v.volume);
-    return ReportConfigChecked(config, names);
-  }
-  CLI::App app{kDescription, "repl-primary"};
-  Flags f;
-  DefineFlags(app, f);
-  if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
-  if (std::string error = Finish(f); !error.empty()) {
-    fprintf(stderr, "repl-primary: %s\n", error.c_str());
-    return 2;
-  }
-  *out = f.agent;
-  out->volumes = {f.volume};
-  return -1;
+  return ParseAgentCommandLine<PrimaryAgent>(argc, argv, out);
 }
 
 }  // namespace blockrepl

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/agent_command_line.h"
 #include "common/cli_flags.h"
 
 namespace blockrepl {
@@ -79,75 +80,30 @@ std::string Finish(Flags& f) {
   return "";
 }
 
-constexpr char kDescription[] =
-    "repl-secondary: receive volumes' replication streams into local stores";
-
-int ParseConfig(const std::string& path, SecondaryAgentOptions* out) {
-  auto file = LoadConfigFile(path);
-  if (!file.ok()) {
-    fprintf(stderr, "repl-secondary: %s\n", std::string(file.status().message()).c_str());
-    return 2;
+// How repl-secondary plugs into the shared command-line driver (common/agent_command_line.h).
+struct SecondaryAgent {
+  using Flags = blockrepl::Flags;
+  static constexpr char kProgram[] = "repl-secondary";
+  static constexpr char kDescription[] =
+      "repl-secondary: receive volumes' replication streams into local stores";
+  static std::vector<std::string> ConfigAgentWideKeys() {
+    std::vector<std::string> keys = kAgentWideKeys;
+    keys.push_back("rollback-resync");  // a one-shot action, refused below, not a setting
+    return keys;
   }
-  for (const ConfigSection& section : file->volumes) {
-    CLI::App app{kDescription, "repl-secondary"};
-    Flags f;
-    DefineFlags(app, f);
-    std::vector<std::string> agent_wide = kAgentWideKeys;
-    agent_wide.push_back("rollback-resync");  // a one-shot action, not a setting
-    std::string error = ParseConfigVolume(app, *file, section, agent_wide);
-    if (error.empty() && f.agent.rollback_resync) {
-      error = absl::StrCat(path, ": rollback-resync is a one-shot action: run repl-secondary "
-                                 "--rollback-resync with flags for that volume");
-    }
-    if (error.empty()) error = Finish(f);
-    if (!error.empty()) {
-      fprintf(stderr, "repl-secondary: %s\n", error.c_str());
-      return 2;
-    }
-    out->listen = f.agent.listen;
-    out->admin_socket = f.agent.admin_socket;
-    out->metrics_listen = f.agent.metrics_listen;
-    out->tls = f.agent.tls;
-    out->peer_timeout_s = f.agent.peer_timeout_s;
-    std::vector<std::pair<std::string, std::string>> stores;  // volume, store
-    for (const auto& v : out->volumes) stores.emplace_back(v.volume, v.store_path);
-    if (std::string shared = SharedStoreError(path, stores, f.volume.volume, f.volume.store_path);
-        !shared.empty()) {
-      fprintf(stderr, "repl-secondary: %s\n", shared.c_str());
-      return 2;
-    }
-    out->volumes.push_back(f.volume);
+  static void Define(CLI::App& app, Flags& f) { DefineFlags(app, f); }
+  static std::string Finish(Flags& f) { return blockrepl::Finish(f); }
+  static std::string CheckConfigVolume(const std::string& path, const Flags& f) {
+    if (!f.agent.rollback_resync) return "";
+    return absl::StrCat(path, ": rollback-resync is a one-shot action: run repl-secondary "
+                              "--rollback-resync with flags for that volume");
   }
-  return -1;
-}
+};
 
 }  // namespace
 
 int ParseSecondaryCommandLine(int argc, char** argv, SecondaryAgentOptions* out) {
-  std::string config, usage_error;
-  bool check_only = false;
-  if (FindConfigArgument(argc, argv, &config, &check_only, &usage_error)) {
-    if (!usage_error.empty()) {
-      fprintf(stderr, "repl-secondary: %s\n", usage_error.c_str());
-      return 2;
-    }
-    const int code = ParseConfig(config, out);
-    if (code >= 0 || !check_only) return code;
-    std::vector<std::string> names;
-    for (const auto& v : out->volumes) names.push_back(v.volume);
-    return ReportConfigChecked(config, names);
-  }
-  CLI::App app{kDescription, "repl-secondary"};
-  Flags f;
-  DefineFlags(app, f);
-  if (int code = ParseOrExitCode(app, argc, argv); code >= 0) return code;
-  if (std::string error = Finish(f); !error.empty()) {
-    fprintf(stderr, "repl-secondary: %s\n", error.c_str());
-    return 2;
-  }
-  *out = f.agent;
-  out->volumes = {f.volume};
-  return -1;
+  return ParseAgentCommandLine<SecondaryAgent>(argc, argv, out);
 }
 
 }  // namespace blockrepl
