@@ -74,6 +74,12 @@ std::string FormatVolumeDetail(const admin::VolumeStatus& v) {
                           : FormatBytes(v.resync_rate_limit_bytes_per_second()) + "/s"));
     Line(&out, "Resynced in total",
          absl::StrCat(v.resynced_chunks_total(), " chunks, ", FormatBytes(v.resynced_bytes_total())));
+    Line(&out, "Resync mode",
+         v.resync_mode() != "checksum"
+             ? v.resync_mode()
+             : absl::StrCat("checksum: ", v.resync_checksum_matched_chunks_total(),
+                            " flagged chunks found equal and not sent (",
+                            FormatBytes(v.resync_checksum_matched_bytes_total()), ")"));
     Line(&out, "Verify",
          absl::StrCat(v.verify_active() ? "running, " : v.verify_total_chunks() > 0 ? "last: " : "",
                       v.verify_total_chunks() == 0

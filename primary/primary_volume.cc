@@ -52,8 +52,9 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.pull_ahead = o.pull_ahead;
   r.congestion_timeout = o.congestion_timeout;
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
-  v->resyncer_ = std::make_unique<Resyncer>(v->store_.get(), v->bitmap_,
-                                            v->replicator_.get(), &v->range_lock_);
+  v->resyncer_ = std::make_unique<Resyncer>(
+      v->store_.get(), v->bitmap_, v->replicator_.get(), &v->range_lock_,
+      o.resync_by_checksum ? Resyncer::Mode::kChecksum : Resyncer::Mode::kBitmap);
   v->volume_ = std::make_unique<ReplicatingVolume>(v->store_.get(), v->bitmap_,
                                                    v->replicator_.get(), &v->range_lock_, o.sync);
   v->verifier_ = std::make_unique<Verifier>(v->store_.get(), v->bitmap_, v->replicator_.get(),
@@ -137,6 +138,9 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_resync_done_chunks(p.done_chunks);
   s.set_resync_total_chunks(p.total_chunks);
   s.set_resynced_chunks_total(p.resynced_chunks_total);
+  s.set_resync_mode(options_.resync_by_checksum ? "checksum" : "bitmap");
+  s.set_resync_checksum_matched_chunks_total(p.checksum_matched_chunks_total);
+  s.set_resync_checksum_matched_bytes_total(p.checksum_matched_bytes_total);
   s.set_bitmap_flushes_total(counts.flushes_total);
   s.set_disconnected_by_operator(r.operator_disconnected);
   s.set_compression(DescribeCompression(options_.compression));

@@ -39,6 +39,8 @@ struct PrimaryVolumeOptions {
   uint64_t max_inflight_bytes = 64ull << 20;
   uint64_t max_epoch_writes = 2048;
   uint64_t resync_rate = 0;       // bytes per second, 0 = unlimited
+  // --resync-mode=checksum: compare flagged chunks by checksum, send only those that differ.
+  bool resync_by_checksum = false;
   TlsOptions tls;                  // how the stream to the secondary is protected
   bool checksum = true;            // XXH3-64 per payload, verified by the secondary
   absl::Duration peer_timeout = absl::Seconds(15);  // dead-peer detection

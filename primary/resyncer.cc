@@ -10,8 +10,9 @@ namespace blockrepl {
 using replication::Op;
 
 Resyncer::Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
-                   RangeLock* range_lock)
-    : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock) {}
+                   RangeLock* range_lock, Mode mode)
+    : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock),
+      mode_(mode) {}
 
 Resyncer::~Resyncer() { Stop(); }
 
@@ -138,6 +139,7 @@ bool Resyncer::RunPass(uint64_t connection) {
   std::string buffer;
   uint64_t cursor = 0;
   const uint64_t layout = bitmap_->layout_version();
+  if (mode_ == Mode::kChecksum && !UnflagMatchingChunks(connection, layout)) return finish(false);
   while (true) {
     if (Stopping() || replicator_->live_connection() != connection) return finish(false);
     std::optional<uint64_t> next = bitmap_->NextNeedsSync(cursor);

@@ -5,6 +5,12 @@
 // copy in the stream: a stale chunk can never overwrite a newer write. When
 // no chunk is left it sends RESYNC_DONE, after which the secondary's image
 // is consistent again. Thread-safe; owns one thread.
+//
+// With Mode::kChecksum (--resync-mode=checksum, for a full sync where no
+// bitmap can be trusted: a lost bitmap file, a new secondary holding an old
+// copy) each pass first compares every flagged chunk with the secondary's by
+// XXH3 (VERIFY ops in the same stream) and unflags those that match, then
+// sends only the rest (resync_checksum_pass.cc).
 #pragma once
 
 #include <cstdint>
@@ -35,10 +41,15 @@ class Resyncer {
     double eta_seconds = -1;
     bool paused = false;
     uint64_t rate_limit_bytes_per_second = 0;  // 0 = unlimited
+    // Mode::kChecksum: chunks found equal on the secondary, so not sent (all passes).
+    uint64_t checksum_matched_chunks_total = 0;
+    uint64_t checksum_matched_bytes_total = 0;
   };
 
+  enum class Mode { kBitmap, kChecksum };
+
   Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
-           RangeLock* range_lock);
+           RangeLock* range_lock, Mode mode = Mode::kBitmap);
   ~Resyncer();
   void Start();
   void Stop();
@@ -59,12 +70,17 @@ class Resyncer {
   // Blocks while paused and until the rate limit allows `bytes` more.
   // False if stopping or the connection changed meanwhile.
   bool Throttle(uint64_t bytes, uint64_t connection);
+  // Mode::kChecksum, before a pass sends anything: unflags the flagged chunks
+  // whose checksum the secondary matches. False if the connection broke or
+  // we are stopping (resync_checksum_pass.cc).
+  bool UnflagMatchingChunks(uint64_t connection, uint64_t layout);
 
   // Constant after construction.
   BlockDevice* const local_;
   WriteIntentBitmap* const bitmap_;
   Replicator* const replicator_;
   RangeLock* const range_lock_;
+  const Mode mode_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

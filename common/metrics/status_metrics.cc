@@ -104,6 +104,10 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
                s.resynced_bytes_total());
   out->Counter("resynced_chunks_total", "Chunks sent by all resync passes.", vol,
                s.resynced_chunks_total());
+  out->Counter("resync_checksum_matched_bytes_total",
+               "Flagged bytes not sent because the secondary's checksum matched "
+               "(--resync-mode=checksum).",
+               vol, s.resync_checksum_matched_bytes_total());
   out->Gauge("resync_rate_bytes_per_second", "Current resync throughput.", vol,
              s.resync_rate_bytes_per_second());
   if (s.resync_eta_seconds() >= 0 && s.sync_state() == "resyncing") {
