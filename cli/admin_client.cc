@@ -27,12 +27,16 @@ int AdminClient::ReportFailure(const grpc::Status& status) const {
   return 1;
 }
 
-grpc::Status AdminClient::GetVolume(const std::string& volume, admin::VolumeStatus* out) {
+grpc::Status AdminClient::GetStatus(const std::string& volume, admin::StatusReply* out) {
   auto context = NewContext();
   admin::StatusRequest request;
   request.set_volume(volume);
+  return stub_->GetStatus(context.get(), request, out);
+}
+
+grpc::Status AdminClient::GetVolume(const std::string& volume, admin::VolumeStatus* out) {
   admin::StatusReply reply;
-  grpc::Status status = stub_->GetStatus(context.get(), request, &reply);
+  grpc::Status status = GetStatus(volume, &reply);
   if (!status.ok()) return status;
   if (reply.volumes_size() != 1) {
     return grpc::Status(grpc::FAILED_PRECONDITION,

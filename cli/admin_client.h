@@ -19,6 +19,8 @@ class AdminClient {
   std::unique_ptr<grpc::ClientContext> NewContext(int timeout_seconds = 5) const;
   // Prints "replctl: ..." for a failed call and returns the exit code (1).
   int ReportFailure(const grpc::Status& status) const;
+  // The status of `volume` ("" = every volume of the agent).
+  grpc::Status GetStatus(const std::string& volume, admin::StatusReply* out);
   // The status of `volume` ("" = the agent's only volume).
   grpc::Status GetVolume(const std::string& volume, admin::VolumeStatus* out);
 

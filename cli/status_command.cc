@@ -89,11 +89,8 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
 
 int RunStatusCommand(const std::string& admin_socket, const std::string& volume, bool json) {
   AdminClient client(admin_socket);
-  auto context = client.NewContext();
-  admin::StatusRequest request;
-  request.set_volume(volume);
   admin::StatusReply reply;
-  grpc::Status status = client.stub()->GetStatus(context.get(), request, &reply);
+  grpc::Status status = client.GetStatus(volume, &reply);
   if (!status.ok()) return client.ReportFailure(status);
   if (json) {
     printf("%s\n", MessageToJson(reply).c_str());

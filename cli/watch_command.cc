@@ -21,11 +21,8 @@ int RunWatchCommand(const std::string& admin_socket, const std::string& volume,
     if (i > 0) {
       std::this_thread::sleep_for(std::chrono::duration<double>(interval_seconds));
     }
-    auto context = client.NewContext();
-    admin::StatusRequest request;
-    request.set_volume(volume);
     admin::StatusReply reply;
-    grpc::Status status = client.stub()->GetStatus(context.get(), request, &reply);
+    grpc::Status status = client.GetStatus(volume, &reply);
     if (!status.ok()) return client.ReportFailure(status);
     if (json) {
       printf("%s\n", MessageToJson(reply).c_str());
