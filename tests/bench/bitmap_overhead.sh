@@ -50,55 +50,11 @@ HOT_SPAN=${BENCH_HOT_SPAN:-64M}
 SLEEP_S=${BENCH_SLEEP:-5}
 read -ra TARGETS <<<"${BENCH_TARGETS:-nbdkit mem bm64k mem4k bm4k}"
 read -ra WORKLOAD_NAMES <<<"${BENCH_WORKLOADS:-cold_qd32 hot_qd32 cold_qd1}"
-PY=/usr/bin/python3
-export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+bench_require fio nbdkit truncate fallocate cmp
+bench_setup
 
-for t in fio nbdkit truncate fallocate cmp; do
-  command -v $t >/dev/null || { echo "bench: missing tool $t (scripts/install-deps.sh)" >&2; exit 77; }
-done
-for b in repl-primary repl-secondary replctl; do
-  [[ -x $BIN/$b ]] || { echo "bench: $BIN/$b missing (scripts/build.sh)" >&2; exit 1; }
-done
-
-DIR=$(mktemp -d /tmp/blockrepl-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid i
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [[ -n ${BENCH_KEEP:-} ]]; then echo "bench: kept $DIR"; else rm -rf "$DIR"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {  # wait until something listens on 127.0.0.1:$1 (10 s; reads /proc, no connect)
-  local i
-  for ((i = 0; i < 100; i++)); do
-    grep -q "^ *[0-9]*: [0-9A-F]*:$(printf '%04X' "$1") [0-9A-F:]* 0A " /proc/net/tcp /proc/net/tcp6 \
-      2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench: nothing listens on port $1" >&2; return 1
-}
-vol_fields() {  # vol_fields ADMIN_SOCKET FIELD... -> the values, space-separated (absent = 0)
-  local sock=$1; shift
-  "$BIN/replctl" --admin-socket="$sock" status --json |
-    "$PY" -c 'import json,sys; v=json.load(sys.stdin)["volumes"][0]; print(*(v.get(f, 0) for f in sys.argv[1:]))' "$@"
-}
-wait_in_sync() {  # wait_in_sync ADMIN_SOCKET TIMEOUT_S
-  local deadline=$((SECONDS + $2)) s
-  while :; do
-    s=$("$BIN/replctl" --admin-socket="$1" status --json 2>/dev/null |
-        "$PY" -c 'import json,sys; v=json.load(sys.stdin)["volumes"][0]; print(v["connection"], v["sync_state"], v["dirty_chunks"], v["inflight_writes"])' 2>/dev/null || echo unreachable)
-    [[ $s == "connected in_sync 0 0" ]] && return 0
-    ((SECONDS < deadline)) || { echo "bench: $1 not in_sync after $2 s: $s" >&2; return 1; }
-    sleep 0.2
-  done
-}
 wait_bits_clear() {  # wait_bits_clear ADMIN_SOCKET TIMEOUT_S: the lazy clearing daemon is done
   local deadline=$((SECONDS + $2)) n
   while :; do
@@ -107,44 +63,6 @@ wait_bits_clear() {  # wait_bits_clear ADMIN_SOCKET TIMEOUT_S: the lazy clearing
     ((SECONDS < deadline)) || { echo "bench: $1 still has $n bits set after $2 s" >&2; return 1; }
     sleep 0.5
   done
-}
-
-declare -A URI ADMIN PSTORE SSTORE
-make_file() {  # make_file PATH...: sparse, or allocated with BENCH_PREALLOC=1
-  local f
-  for f in "$@"; do
-    truncate -s "$SIZE" "$f"
-    [[ ${BENCH_PREALLOC:-0} == 0 ]] || fallocate -l "$SIZE" "$f"
-  done
-}
-start_nbdkit() {
-  local port; port=$(free_port)
-  make_file "$DIR/nbdkit.img"
-  nbdkit -f -i 127.0.0.1 -p "$port" file "$DIR/nbdkit.img" >"$DIR/nbdkit.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  wait_port "$port"
-  URI[nbdkit]=nbd://127.0.0.1:$port/
-}
-start_pair() {  # start_pair NAME [primary flags...]
-  local name=$1; shift
-  local sport nport; sport=$(free_port); nport=$(free_port)
-  make_file "$DIR/$name-primary.img" "$DIR/$name-secondary.img"
-  "$BIN/repl-secondary" --volume="$name" --store="$DIR/$name-secondary.img" \
-    --listen="127.0.0.1:$sport" --admin-socket="$DIR/$name-secondary.sock" \
-    >"$DIR/$name-secondary.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  wait_port "$sport"
-  "$BIN/repl-primary" --volume="$name" --store="$DIR/$name-primary.img" \
-    --secondary="127.0.0.1:$sport" --nbd-listen="127.0.0.1:$nport" \
-    --admin-socket="$DIR/$name-primary.sock" --assume-clean "$@" \
-    >"$DIR/$name-primary.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  wait_port "$nport"
-  ADMIN[$name]=$DIR/$name-primary.sock
-  PSTORE[$name]=$DIR/$name-primary.img
-  SSTORE[$name]=$DIR/$name-secondary.img
-  wait_in_sync "${ADMIN[$name]}" 30
-  URI[$name]=nbd://127.0.0.1:$nport/$name
 }
 
 for t in "${TARGETS[@]}"; do
