@@ -16,15 +16,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "primary/resyncer.h"
-#include "xxhash.h"
+#include "primary/verify_runs.h"
 
 namespace blockrepl {
 namespace {
-
-constexpr uint64_t kRunBytes = 4 << 20;        // bytes per VERIFY op
-constexpr uint64_t kMaxPieceBytes = 1 << 20;   // checksum granularity for big chunks
-constexpr size_t kRunsInFlight = 8;            // 32 MiB of comparison in the pipe
-const absl::Duration kAnswerTimeout = absl::Seconds(120);
 
 struct Run {
   Run(RangeLock::Holder h) : hold(std::move(h)) {}
@@ -39,8 +34,8 @@ struct Run {
 
 bool Resyncer::UnflagMatchingChunks(uint64_t connection, uint64_t layout) {
   const uint64_t chunk_size = bitmap_->chunk_size();
-  const uint64_t piece = std::min(chunk_size, kMaxPieceBytes);
-  const uint64_t run_chunks = std::max<uint64_t>(1, kRunBytes / chunk_size);
+  const uint64_t piece = VerifyPieceBytes(chunk_size);
+  const uint64_t run_chunks = std::max<uint64_t>(1, kVerifyRunBytes / chunk_size);
   uint64_t compared = 0, matched = 0;
   std::deque<Run> pending;
   std::string buffer;
@@ -48,9 +43,13 @@ bool Resyncer::UnflagMatchingChunks(uint64_t connection, uint64_t layout) {
   // Decides the oldest run: unflags the chunks whose every piece matched.
   auto decide = [&]() -> bool {
     Run& run = pending.front();
-    absl::StatusOr<std::vector<uint64_t>> remote = replicator_->AwaitVerify(run.ticket, kAnswerTimeout);
+    absl::StatusOr<std::vector<uint64_t>> remote = replicator_->AwaitVerify(run.ticket, kVerifyAnswerTimeout);
     if (!remote.ok() || remote->size() != run.local.size()) return false;
-    if (!replicator_->Wait(replicator_->SubmitBarrier(), Replicator::WaitFor::kDurable)) {
+    // Durable already when the barrier of an earlier run came after this VERIFY; else one
+    // barrier now (it covers the runs queued behind this one too).
+    const bool durable = replicator_->snapshot().durable_seq >= run.ticket.seq;
+    if (!replicator_->Wait(durable ? run.ticket : replicator_->SubmitBarrier(),
+                           Replicator::WaitFor::kDurable)) {
       return false;
     }
     uint64_t run_matched = 0, run_matched_bytes = 0;
@@ -84,7 +83,8 @@ bool Resyncer::UnflagMatchingChunks(uint64_t connection, uint64_t layout) {
     if (Stopping() || replicator_->live_connection() != connection) return false;
     std::optional<uint64_t> next = bitmap_->NextNeedsSync(cursor);
     if (!next.has_value()) break;
-    // Pause and rate limit apply here too (the bytes read and checksummed).
+    // A pause holds the comparison too. The rate limit counts bytes sent, and a comparison
+    // sends only checksums, so it is charged nothing here.
     if (!Throttle(0, connection)) return false;
     uint64_t first = *next, end = first + 1;
     while (end - first < run_chunks && end < bitmap_->chunk_count() &&
@@ -104,13 +104,11 @@ bool Resyncer::UnflagMatchingChunks(uint64_t connection, uint64_t layout) {
       LogError("resync (checksum): read failed: ", s.message(), "; those chunks will be sent");
       continue;  // they stay flagged; the send loop retries the read
     }
-    for (uint64_t at = 0; at < length; at += piece) {
-      run.local.push_back(XXH3_64bits(buffer.data() + at, std::min(piece, length - at)));
-    }
+    run.local = PieceChecksums(buffer, piece);
     run.ticket = replicator_->SubmitVerify(run.offset, length, static_cast<uint32_t>(piece));
     if (run.ticket.seq == 0) return false;
     pending.push_back(std::move(run));
-    if (pending.size() >= kRunsInFlight && !decide()) return false;
+    if (pending.size() >= kVerifyRunsInFlight && !decide()) return false;
   }
   while (!pending.empty()) {
     if (!decide()) return false;

@@ -99,12 +99,12 @@ void Resyncer::Loop() {
       absl::MutexLock lock(&mu_);
       paused = paused_;
     }
-    const bool work = !paused && (bitmap_->counts().needs_sync_chunks > 0 ||
+    const bool work = !paused && (bitmap_->needs_sync_chunks() > 0 ||
                                   !replicator_->snapshot().peer_consistent);
     if (!work || connection == finished_connection) {
       // Live writes of a connected pair never create needs-sync chunks; a
       // lost connection does, and then `connection` changes. Poll lightly.
-      if (work && bitmap_->counts().needs_sync_chunks > 0) finished_connection = 0;
+      if (work && bitmap_->needs_sync_chunks() > 0) finished_connection = 0;
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(50));
       continue;
@@ -119,14 +119,14 @@ bool Resyncer::RunPass(uint64_t connection) {
     absl::MutexLock lock(&mu_);
     progress_.active = true;
     progress_.done_bytes = 0;
-    progress_.total_chunks = bitmap_->counts().needs_sync_chunks;
+    progress_.total_chunks = bitmap_->needs_sync_chunks();
     progress_.total_bytes = progress_.total_chunks * chunk_size;
     progress_.done_chunks = 0;
     pass_start_ = absl::Now();
     rate_window_start_ = pass_start_;
     rate_window_bytes_ = 0;
   }
-  LogInfo("resync started: ", bitmap_->counts().needs_sync_chunks, " chunks");
+  LogInfo("resync started: ", bitmap_->needs_sync_chunks(), " chunks");
   auto finish = [&](bool completed) {
     absl::MutexLock lock(&mu_);
     progress_.active = false;
@@ -144,7 +144,7 @@ bool Resyncer::RunPass(uint64_t connection) {
     if (Stopping() || replicator_->live_connection() != connection) return finish(false);
     std::optional<uint64_t> next = bitmap_->NextNeedsSync(cursor);
     if (!next.has_value()) {
-      if (bitmap_->counts().needs_sync_chunks == 0) break;
+      if (bitmap_->needs_sync_chunks() == 0) break;
       cursor = 0;  // flagged behind the cursor meanwhile: walk again
       continue;
     }

@@ -9,16 +9,12 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
-#include "xxhash.h"
+#include "primary/verify_runs.h"
 
 namespace blockrepl {
 
 namespace {
-constexpr uint64_t kRunBytes = 4 << 20;      // bytes per VERIFY op
-constexpr uint64_t kMaxPieceBytes = 1 << 20;  // checksum granularity for big chunks
-constexpr size_t kRunsInFlight = 8;           // 32 MiB of checksumming in the pipe
 constexpr size_t kMaxListedChunks = 1000;
-const absl::Duration kAnswerTimeout = absl::Seconds(120);
 }  // namespace
 
 struct Verifier::PendingRun {
@@ -39,7 +35,7 @@ Verifier::Progress Verifier::progress() const {
 
 absl::Status Verifier::Compare(PendingRun& run, bool repair, admin::VerifyReply* reply) {
   ASSIGN_OR_RETURN(std::vector<uint64_t> remote,
-                   replicator_->AwaitVerify(run.ticket, kAnswerTimeout));
+                   replicator_->AwaitVerify(run.ticket, kVerifyAnswerTimeout));
   if (remote.size() != run.local.size()) {
     return absl::InternalError(absl::StrCat("the secondary returned ", remote.size(),
                                             " checksums for ", run.local.size(), " pieces"));
@@ -108,7 +104,7 @@ absl::StatusOr<admin::VerifyReply> Verifier::Run(const admin::VerifyRequest& req
   }
   const uint64_t layout = bitmap_->layout_version();
   const uint64_t chunk_size = bitmap_->chunk_size();
-  const uint64_t piece = std::min<uint64_t>(chunk_size, kMaxPieceBytes);
+  const uint64_t piece = VerifyPieceBytes(chunk_size);
   // Whole chunks: a difference anywhere in one is a reason to resync it.
   const uint64_t start = request.offset() / chunk_size * chunk_size;
   const uint64_t end = request.length() == 0
@@ -125,7 +121,7 @@ absl::StatusOr<admin::VerifyReply> Verifier::Run(const admin::VerifyRequest& req
   std::deque<PendingRun> pending;
   std::string buffer;
   for (uint64_t offset = start; offset < end;) {
-    const uint64_t length = std::min(kRunBytes, end - offset);
+    const uint64_t length = std::min(kVerifyRunBytes, end - offset);
     PendingRun run;
     run.offset = offset;
     run.piece = piece;
@@ -145,11 +141,9 @@ absl::StatusOr<admin::VerifyReply> Verifier::Run(const admin::VerifyRequest& req
       return absl::UnavailableError(absl::StrCat(
           "the connection to the secondary was lost during the verify (at byte ", offset, ")"));
     }
-    for (uint64_t at = 0; at < length; at += piece) {
-      run.local.push_back(XXH3_64bits(buffer.data() + at, std::min(piece, length - at)));
-    }
+    run.local = PieceChecksums(buffer, piece);
     pending.push_back(std::move(run));
-    if (pending.size() >= kRunsInFlight) {
+    if (pending.size() >= kVerifyRunsInFlight) {
       RETURN_IF_ERROR(Compare(pending.front(), request.repair(), &reply));
       pending.pop_front();
     }

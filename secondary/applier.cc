@@ -52,6 +52,11 @@ absl::Status Applier::SaveUndo(const replication::Batch& batch) {
   return absl::OkStatus();
 }
 
+void Applier::NoteStoreError(const absl::Status& status) {
+  stats_.store_errors_total++;
+  stats_.last_store_error = std::string(status.message());
+}
+
 absl::Status Applier::SaveMeta() {
   meta_.last_applied_seq = stats_.durable_seq;
   return meta_.Save(meta_path_);
@@ -263,19 +268,14 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
   }
   if (status.ok() && !meta_.consistent && meta_.undo_valid && undo_ != nullptr) {
     status = SaveUndo(batch);
-    if (!status.ok()) {
-      stats_.store_errors_total++;
-      stats_.last_store_error = std::string(status.message());
-    }
+    if (!status.ok()) NoteStoreError(status);
   }
   for (const Op& op : batch.ops()) {
     if (!status.ok()) break;
     const bool is_resync = op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
     status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op);
     if (!status.ok()) {
-      // ValidateOp passed, so this is the store failing (EIO, ENOSPC...).
-      stats_.store_errors_total++;
-      stats_.last_store_error = std::string(status.message());
+      NoteStoreError(status);  // ValidateOp passed, so this is the store failing (EIO, ENOSPC...)
       status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
                                                        status.message()));
       break;

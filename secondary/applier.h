@@ -75,6 +75,8 @@ class Applier {
   absl::Status Checksum(const replication::Op& op, replication::Ack* ack)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SaveMeta() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a failed store call (status, detail, /metrics: store_errors_total).
+  void NoteStoreError(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Before a batch lands on an inconsistent image with a valid undo log,
   // saves the old contents of everything it will overwrite.
   absl::Status SaveUndo(const replication::Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

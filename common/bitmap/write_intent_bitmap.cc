@@ -26,7 +26,8 @@ void WriteIntentBitmap::AllocateLocked() {
   page_bits_set_.assign(pages, 0);
   page_dirty_.assign(pages, false);
   page_version_.assign(pages, 0);
-  dirty_chunks_ = needs_sync_chunks_ = bits_set_ = 0;
+  dirty_chunks_ = bits_set_ = 0;
+  needs_sync_chunks_.store(0, std::memory_order_release);
 }
 
 std::string WriteIntentBitmap::store_description() const {
@@ -102,8 +103,8 @@ void WriteIntentBitmap::ClearBit(uint64_t chunk) {
 void WriteIntentBitmap::UpdateState(uint64_t chunk, uint32_t new_state) {
   const uint32_t old_state = state_[chunk];
   dirty_chunks_ += static_cast<int64_t>(IsDirty(new_state)) - static_cast<int64_t>(IsDirty(old_state));
-  needs_sync_chunks_ += static_cast<int64_t>((new_state & kNeedsSync) != 0) -
-                        static_cast<int64_t>((old_state & kNeedsSync) != 0);
+  const bool was = (old_state & kNeedsSync) != 0, is = (new_state & kNeedsSync) != 0;
+  if (is != was) needs_sync_chunks_.fetch_add(is ? 1 : ~uint64_t{0}, std::memory_order_release);
   state_[chunk] = new_state;
 }
 
@@ -199,7 +200,7 @@ absl::Status WriteIntentBitmap::MarkNeedsSync(ChunkRange range) {
 
 std::optional<uint64_t> WriteIntentBitmap::NextNeedsSync(uint64_t from) const {
   absl::MutexLock lock(&mu_);
-  if (needs_sync_chunks_ == 0) return std::nullopt;
+  if (needs_sync_chunks_.load(std::memory_order_relaxed) == 0) return std::nullopt;
   for (uint64_t chunk = from; chunk < chunk_count_; ++chunk) {
     // Needs-sync chunks always have their bit set: skip clean words fast.
     if (chunk % 64 == 0 && bits_[chunk / 64] == 0) {
@@ -255,7 +256,7 @@ WriteIntentBitmap::Counts WriteIntentBitmap::counts() const {
   absl::MutexLock lock(&mu_);
   Counts counts;
   counts.dirty_chunks = dirty_chunks_;
-  counts.needs_sync_chunks = needs_sync_chunks_;
+  counts.needs_sync_chunks = needs_sync_chunks_.load(std::memory_order_relaxed);
   counts.bits_set = bits_set_;
   counts.total_pages = page_bits_set_.size();
   counts.dirty_pages = std::count_if(page_bits_set_.begin(), page_bits_set_.end(),

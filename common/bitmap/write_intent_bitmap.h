@@ -92,11 +92,9 @@ class WriteIntentBitmap {
   absl::Status ClearAllClearable();
 
   Counts counts() const;
-  // Chunks flagged for resync (cheap: one counter under the lock).
-  uint64_t needs_sync_chunks() const {
-    absl::MutexLock lock(&mu_);
-    return needs_sync_chunks_;
-  }
+  // Chunks flagged for resync. Lock-free: the replicator asks on every client
+  // write (see Replicator::Submit), under its own lock.
+  uint64_t needs_sync_chunks() const { return needs_sync_chunks_.load(std::memory_order_acquire); }
 
   // Changes the chunk size (online rescale). Requires that no write or
   // resync is in flight (the caller has quiesced and drained), else
@@ -151,7 +149,8 @@ class WriteIntentBitmap {
   uint64_t durable_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool flushing_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dirty_chunks_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t needs_sync_chunks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Changed only under mu_ (in UpdateState); atomic so needs_sync_chunks() need not lock.
+  std::atomic<uint64_t> needs_sync_chunks_{0};
   uint64_t bits_set_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t flushes_total_ ABSL_GUARDED_BY(mu_) = 0;
 };

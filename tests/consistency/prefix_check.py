@@ -479,27 +479,9 @@ class Writer:
 # one cycle
 
 
-def read_meta(path):
-    meta = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                meta[k] = v
-    return meta
-
-
 def read_image(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def ctl(agent, *args, timeout=30):
-    r = H.replctl(agent.admin, *args, timeout=timeout)
-    H.check(r.returncode == 0, f"replctl {' '.join(args)} on {agent.name}: exit "
-            f"{r.returncode}: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout
 
 
 class Cycle:
@@ -561,7 +543,7 @@ class Cycle:
                 self.wan.restore()
             else:
                 self.sec.restart()
-            ctl(self.prim, "connect", "--timeout", "15")
+            H.ctl(self.prim, "connect", "--timeout", "15")
             self.heal_done = time.monotonic()
             H.log(f"cycle {self.n}: healed ({self.pre_kind}); reconnected")
         except BaseException as e:  # noqa: BLE001 - re-raised in the writer's thread
@@ -711,7 +693,7 @@ class Cycle:
                 self.result["secondary_status_consistent"] = f"unavailable: {e}"
             sec.stop()
         meta_path = str(sec.store) + ".meta"
-        meta = read_meta(meta_path)
+        meta = H.read_meta(meta_path)
         self.result["meta"] = {k: meta.get(k) for k in ("consistent", "undo_valid",
                                                         "last_applied_seq")}
         violations = []
@@ -792,8 +774,8 @@ class Cycle:
         if not prim.alive():
             prim.restart()
         if self.rate:
-            ctl(prim, "resync", "rate", "0")
-        ctl(prim, "connect", "--timeout", "15")
+            H.ctl(prim, "resync", "rate", "0")
+        H.ctl(prim, "connect", "--timeout", "15")
         H.wait_in_sync(prim, timeout=60, secondary=sec)
         prim.stop()
         sec.stop()

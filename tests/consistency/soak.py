@@ -78,7 +78,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 import harness as H  # noqa: E402
-from prefix_check import ctl  # noqa: E402  (replctl that must succeed)
 
 CHUNK = 64 * H.KiB
 VOLUME = "soak"
@@ -328,13 +327,13 @@ class Soak:
             if throttle:
                 rate = self.throttle_rate(self.prim.status()["dirty_chunks"])
                 if rate:
-                    ctl(self.prim, "resync", "rate", f"{rate}K")
+                    H.ctl(self.prim, "resync", "rate", f"{rate}K")
             if fault == "link_cut":
                 self.wan.restore()
             else:
                 self.sec.restart()
             # The primary is in its reconnect backoff (up to 5 s): skip it.
-            ctl(self.prim, "connect", "--timeout", "20")
+            H.ctl(self.prim, "connect", "--timeout", "20")
         H.log(f"round {n}: healed {fault}" + (f" (resync limited to {rate} KiB/s)" if rate
                                               else ""))
         return rate
@@ -428,7 +427,7 @@ class Soak:
             time.sleep(rng.uniform(0.05, 0.5) if short else rng.uniform(0.1, 2.0))
             self.heal(n + 1, second)
         if rate:
-            ctl(self.prim, "resync", "rate", "0")  # lift the limit (a restarted one too)
+            H.ctl(self.prim, "resync", "rate", "0")  # lift the limit (a restarted one too)
 
         self.progress(20, 200 if short else 1000)
         self.stop_load()

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -292,6 +293,37 @@ def replctl(admin_socket, *args, timeout=10):
     return subprocess.run([str(BIN / "replctl"), f"--admin-socket={admin_socket}", *args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def ctl(agent, *args, timeout=30):
+    """`replctl --admin-socket=<agent's> ARGS` that must succeed; returns its stdout."""
+    r = replctl(agent.admin, *args, timeout=timeout)
+    check(r.returncode == 0, f"replctl {' '.join(args)} on {agent.name}: exit "
+          f"{r.returncode}: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout
+
+
+def read_meta(path):
+    """A secondary's metadata file (KEY=VALUE lines) as a dict of strings."""
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                meta[k] = v
+    return meta
+
+
+def metric_value(port, name, **labels):
+    """The value of the first sample of metric `name` on 127.0.0.1:PORT/metrics carrying every
+    label=value of `labels`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(w in line for w in want):
+            return float(line.rsplit(" ", 1)[1])
+    raise Fail(f"metric {name} with {labels} not in the scrape of port {port}")
 
 
 def status(admin_socket, volume=None):

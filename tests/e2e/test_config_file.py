@@ -19,20 +19,11 @@ import json
 import os
 import random
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 VOLUMES = {"alpha": 16 * H.MiB, "beta": 32 * H.MiB}
-
-
-def metric(port, name, volume):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + "{") and f'volume="{volume}"' in line and 'command="write"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    raise H.Fail(f"{name} for {volume} not in the scrape")
 
 
 def body(case):
@@ -92,8 +83,9 @@ def body(case):
     H.wait_for(all_in_sync, 60, "both volumes in sync", procs=[prim.proc, sec.proc])
     for v in VOLUMES:
         H.assert_same_files(d / f"prim-{v}.img", d / f"sec-{v}.img")
-        H.check_eq(metric(mport, "blockrepl_nbd_requests_total", v), writes[v],
-                   f"nbd writes counted for {v}")
+        H.check_eq(H.metric_value(mport, "blockrepl_nbd_requests_total", volume=v,
+                                  command="write"),
+                   writes[v], f"nbd writes counted for {v}")
     r = H.replctl(prim.admin, "verify", "--volume", "beta", "--json", timeout=60)
     H.check_eq(r.returncode, 0, f"verify beta: {r.stderr}")
     H.check_eq(json.loads(r.stdout)["chunks_compared"], 512, "beta chunks verified")

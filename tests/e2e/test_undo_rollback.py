@@ -51,13 +51,7 @@ def ctl(prim, *args):
 
 
 def read_meta(path):
-    meta = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                meta[k] = v
+    meta = H.read_meta(path)
     H.log(f"meta {path}: {meta}")
     return meta
 
