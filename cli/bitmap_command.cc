@@ -97,6 +97,9 @@ std::string FormatBitmapExamine(const BitmapFile& file) {
   line("Version", absl::StrCat(h.version));
   line("Volume UUID", h.volume_uuid);
   line("Generation", h.generation);
+  line("Diverged From", h.diverged_from.empty() ? std::string("- (nothing written on its own)")
+                                                : h.diverged_from);
+  line("Older", h.older.empty() ? std::string("-") : absl::StrJoin(h.older, ", "));
   line("Events", absl::StrCat(h.events));
   line("Events Cleared", absl::StrCat(h.events_cleared));
   line("State", s.state_text);
@@ -120,6 +123,11 @@ std::string BitmapExamineJson(const BitmapFile& file) {
   return absl::StrCat(
       "{\"file\":", JsonString(file.path()), ",\"version\":", h.version,
       ",\"volume_uuid\":", JsonString(h.volume_uuid), ",\"generation\":", JsonString(h.generation),
+      ",\"diverged_from\":", JsonString(h.diverged_from), ",\"older_generations\":[",
+      absl::StrJoin(h.older, ",", [](std::string* out, const std::string& id) {
+        out->append(JsonString(id));
+      }),
+      "]",
       ",\"events\":", h.events, ",\"events_cleared\":", h.events_cleared,
       ",\"state\":", JsonString(s.state_key), ",\"clean\":", s.clean ? "true" : "false",
       ",\"chunk_size\":", h.chunk_size, ",\"daemon_sleep_ms\":", h.daemon_sleep_ms,

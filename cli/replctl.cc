@@ -9,6 +9,7 @@
 #include "cli/bitmap_command.h"
 #include "cli/connection_command.h"
 #include "cli/detail_command.h"
+#include "cli/dr_command.h"
 #include "cli/resync_command.h"
 #include "cli/status_command.h"
 #include "cli/verify_command.h"
@@ -103,7 +104,53 @@ int main(int argc, char** argv) {
       ->required()
       ->check(blockrepl::SizeValidator());
 
+  // Disaster recovery (README "Disaster recovery runbook").
+  blockrepl::PromoteArgs promote_args;
+  CLI::App* promote = app.add_subcommand(
+      "promote",
+      "serve a replica as a primary (on its repl-secondary): the primary's site is lost, or a "
+      "planned swap after `demote` there");
+  promote->add_option("VOLUME", promote_args.volume, "the volume")->required();
+  promote->add_flag("--force", promote_args.force,
+                    "even if the image is inconsistent and no undo log can roll it back");
+  promote->add_option("--nbd-listen", promote_args.nbd_listen,
+                      "serve on HOST:PORT (default: the volume's --nbd-listen)")
+      ->check(blockrepl::ListenAddressValidator());
+  promote->add_option("--peer", promote_args.peer,
+                      "replicate to this repl-secondary (default: the volume's --peer)");
+  promote->add_flag("--json", json, "print the result as JSON");
+
+  bool demote_force = false;
+  double demote_timeout = 60;
+  CLI::App* demote = app.add_subcommand(
+      "demote", "stop serving a promoted volume and make it a replica again (no full copy)");
+  demote->add_option("VOLUME", volume, "the volume")->required();
+  demote->add_flag("--force", demote_force,
+                   "even if the peer does not hold every write (those chunks go to the peer's "
+                   "version once it is promoted)");
+  demote->add_option("--timeout", demote_timeout, "seconds to wait for the peer to be in sync")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  demote->add_flag("--json", json, "print the result as JSON");
+
+  std::string discard;
+  CLI::App* resolve = app.add_subcommand(
+      "resolve",
+      "after a split brain (both sides wrote on their own): choose whose writes since the split "
+      "are overwritten; the next handshake resyncs the chunks either side changed");
+  resolve->add_option("VOLUME", volume, "the volume")->required();
+  resolve->add_option("--discard", discard,
+                      "local: this side's writes are overwritten; remote: the other side's")
+      ->required()
+      ->check(CLI::IsMember({"local", "remote"}));
+  resolve->add_flag("--json", json, "print the result as JSON");
+
   if (int code = blockrepl::ParseOrExitCode(app, argc, argv); code >= 0) return code;
+  if (promote->parsed()) return blockrepl::RunPromoteCommand(admin_socket, promote_args, json);
+  if (demote->parsed()) {
+    return blockrepl::RunDemoteCommand(admin_socket, volume, demote_force, demote_timeout, json);
+  }
+  if (resolve->parsed()) return blockrepl::RunResolveCommand(admin_socket, volume, discard, json);
   if (status->parsed()) return blockrepl::RunStatusCommand(admin_socket, volume, json);
   if (detail->parsed()) return blockrepl::RunDetailCommand(admin_socket, volume, json);
   if (watch->parsed()) {

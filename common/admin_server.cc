@@ -63,6 +63,27 @@ class AdminService final : public admin::Admin::Service {
     return ToGrpc(result.status());
   }
 
+  grpc::Status Promote(grpc::ServerContext*, const admin::PromoteRequest* request,
+                      admin::PromoteReply* reply) override {
+    auto result = handler_->Promote(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
+  grpc::Status Demote(grpc::ServerContext*, const admin::DemoteRequest* request,
+                      admin::DemoteReply* reply) override {
+    auto result = handler_->Demote(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
+  grpc::Status Resolve(grpc::ServerContext*, const admin::ResolveRequest* request,
+                      admin::ResolveReply* reply) override {
+    auto result = handler_->Resolve(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
  private:
   AdminHandler* const handler_;
 };
@@ -120,6 +141,23 @@ absl::StatusOr<admin::ConnectionReply> AdminHandler::SetConnection(
 absl::StatusOr<admin::VerifyReply> AdminHandler::Verify(const admin::VerifyRequest&) {
   return absl::FailedPreconditionError(
       "verify runs on the primary (it compares both sides through the replication stream)");
+}
+
+absl::StatusOr<admin::PromoteReply> AdminHandler::Promote(const admin::PromoteRequest&) {
+  return absl::FailedPreconditionError(
+      "promote runs on the secondary agent (repl-secondary) that holds the replica; this volume "
+      "is already served as a primary here");
+}
+
+absl::StatusOr<admin::DemoteReply> AdminHandler::Demote(const admin::DemoteRequest&) {
+  return absl::FailedPreconditionError(
+      "repl-primary cannot turn its volumes into replicas in place: stop it and start "
+      "repl-secondary on the store with --bitmap=FILE (see the README's disaster recovery "
+      "runbook); demote works on volumes promoted in a repl-secondary");
+}
+
+absl::StatusOr<admin::ResolveReply> AdminHandler::Resolve(const admin::ResolveRequest&) {
+  return absl::UnimplementedError("this agent cannot resolve a split brain");
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& socket_path,

@@ -26,6 +26,9 @@ class AdminHandler {
   virtual absl::StatusOr<admin::ConnectionReply> SetConnection(
       const admin::ConnectionRequest& request);
   virtual absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request);
+  virtual absl::StatusOr<admin::PromoteReply> Promote(const admin::PromoteRequest& request);
+  virtual absl::StatusOr<admin::DemoteReply> Demote(const admin::DemoteRequest& request);
+  virtual absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request);
 };
 
 class AdminServer {

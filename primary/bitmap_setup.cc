@@ -23,7 +23,7 @@ absl::StatusOr<OpenedBitmap> CreateNew(const BitmapSpec& spec, uint64_t volume_s
   OpenedBitmap opened;
   opened.file = file->get();
   opened.volume_uuid = header.volume_uuid;
-  opened.generation = header.generation;
+  opened.history = header.history();
   opened.daemon_sleep = spec.daemon_sleep;
   opened.startup_note = note;
   opened.bitmap = std::make_unique<WriteIntentBitmap>(volume_size, spec.chunk_size,
@@ -51,7 +51,7 @@ absl::StatusOr<OpenedBitmap> OpenBitmap(const BitmapSpec& spec, uint64_t volume_
     OpenedBitmap opened;
     // Bits in memory vanish with the process: every run is a new history.
     opened.volume_uuid = BitmapFile::NewId();
-    opened.generation = BitmapFile::NewId();
+    opened.history.current = BitmapFile::NewId();
     opened.daemon_sleep = spec.daemon_sleep;
     opened.bitmap = std::make_unique<WriteIntentBitmap>(volume_size, spec.chunk_size, nullptr);
     opened.startup_note = "bitmap in memory: a restart means a full resync";
@@ -92,7 +92,7 @@ absl::StatusOr<OpenedBitmap> OpenBitmap(const BitmapSpec& spec, uint64_t volume_
   OpenedBitmap opened;
   opened.file = file.get();
   opened.volume_uuid = header.volume_uuid;
-  opened.generation = header.generation;
+  opened.history = header.history();
   opened.daemon_sleep = spec.daemon_sleep_given ? spec.daemon_sleep
                                                 : absl::Milliseconds(header.daemon_sleep_ms);
   std::vector<uint64_t> bits = file->loaded_bits();
@@ -105,7 +105,7 @@ absl::StatusOr<OpenedBitmap> OpenBitmap(const BitmapSpec& spec, uint64_t volume_
   if (stale || spec.force_full_resync) {
     // The bits cannot be trusted (or the operator says so): a new history
     // makes the secondary take a full copy, never silently nothing.
-    opened.generation = BitmapFile::NewId();
+    opened.history.Follow(BitmapFile::NewId());
     opened.bitmap->MarkNeedsSync(ChunkRange{0, opened.bitmap->chunk_count()}).IgnoreError();
   }
   opened.startup_note = absl::StrCat(

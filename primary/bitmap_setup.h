@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/bitmap/bitmap_file.h"
 #include "common/bitmap/write_intent_bitmap.h"
+#include "common/data_history.h"
 
 namespace blockrepl {
 
@@ -28,7 +29,7 @@ struct OpenedBitmap {
   std::unique_ptr<WriteIntentBitmap> bitmap;
   BitmapFile* file = nullptr;       // owned by `bitmap`; null for memory
   std::string volume_uuid;
-  std::string generation;
+  DataHistory history;              // generation and what it diverged from
   absl::Duration daemon_sleep;
   std::string startup_note;         // what happened, for the log
 };

@@ -78,4 +78,21 @@ absl::StatusOr<admin::VerifyReply> PrimaryAdmin::Verify(const admin::VerifyReque
   return (*volume)->Verify(request);
 }
 
+absl::StatusOr<admin::ResolveReply> PrimaryAdmin::Resolve(const admin::ResolveRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  if (request.discard() == admin::ResolveRequest::DISCARD_UNSPECIFIED) {
+    return absl::InvalidArgumentError("say whose writes to discard: --discard=local|remote");
+  }
+  const bool local = request.discard() == admin::ResolveRequest::LOCAL;
+  (*volume)->Resolve(local ? DiscardChoice::kPrimary : DiscardChoice::kSecondary);
+  admin::ResolveReply reply;
+  reply.set_note(local ? "this primary's writes since the split will be given up at the next "
+                         "handshake: that needs the roles swapped (demote here, promote there); "
+                         "the secondary keeps refusing until then"
+                       : "the secondary's writes since the split will be overwritten from here "
+                         "at the next handshake (now)");
+  return reply;
+}
+
 }  // namespace blockrepl

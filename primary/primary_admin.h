@@ -21,6 +21,7 @@ class PrimaryAdmin : public AdminHandler {
   absl::StatusOr<admin::ConnectionReply> SetConnection(
       const admin::ConnectionRequest& request) override;
   absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request) override;
+  absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request) override;
 
  private:
   absl::StatusOr<PrimaryVolume*> Find(const std::string& name);

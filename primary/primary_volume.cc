@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/bitmap/bitmap_rescale.h"
 #include "common/fault_injecting_block_device.h"
@@ -26,7 +27,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
     // Running: not clean until a clean shutdown says so. This also proves
     // the file is writable before any client write depends on it.
     BitmapHeader header = file->header();
-    header.generation = v->opened_bitmap_.generation;
+    header.set_history(v->opened_bitmap_.history);
     header.state = 0;
     header.daemon_sleep_ms =
         static_cast<uint32_t>(absl::ToInt64Milliseconds(v->opened_bitmap_.daemon_sleep));
@@ -34,12 +35,14 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
     if (!s.ok()) return s;
   }
   LogInfo(v->opened_bitmap_.startup_note);
+  v->history_ =
+      std::make_unique<HistoryKeeper>(v->opened_bitmap_.history, v->opened_bitmap_.file);
   v->channel_ = MakeGrpcReplicationChannel(o.secondary, o.tls, o.peer_timeout);
   ReplicatorOptions r;
   r.volume = o.volume;
   r.size_bytes = v->store_->Size();
   r.chunk_size = v->bitmap_->chunk_size();
-  r.generation = v->opened_bitmap_.generation;
+  r.history = v->history_.get();
   if (v->opened_bitmap_.file != nullptr) r.volume_uuid = v->opened_bitmap_.volume_uuid;
   r.replace_replica = o.bitmap.force_full_resync;
   r.assume_clean = o.assume_clean;
@@ -54,9 +57,11 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
   v->resyncer_ = std::make_unique<Resyncer>(
       v->store_.get(), v->bitmap_, v->replicator_.get(), &v->range_lock_,
-      o.resync_by_checksum ? Resyncer::Mode::kChecksum : Resyncer::Mode::kBitmap);
+      o.resync_by_checksum ? Resyncer::Mode::kChecksum : Resyncer::Mode::kBitmap,
+      v->history_.get());
   v->volume_ = std::make_unique<ReplicatingVolume>(v->store_.get(), v->bitmap_,
-                                                   v->replicator_.get(), &v->range_lock_, o.sync);
+                                                   v->replicator_.get(), &v->range_lock_, o.sync,
+                                                   v->history_.get());
   v->verifier_ = std::make_unique<Verifier>(v->store_.get(), v->bitmap_, v->replicator_.get(),
                                             &v->range_lock_);
   return v;
@@ -103,6 +108,38 @@ void PrimaryVolume::Shutdown() {
   }
   s = store_->Flush();
   if (!s.ok()) LogError(s.message());
+}
+
+absl::Status PrimaryVolume::WaitPeerInSync(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string missing;
+  while (true) {
+    const Replicator::Snapshot r = replicator_->snapshot();
+    const uint64_t flagged = bitmap_->needs_sync_chunks();
+    if (r.connection != Replicator::ConnectionState::kConnected) {
+      missing = absl::StrCat("the secondary ", replicator_->peer(), " is not connected",
+                             r.last_error.empty() ? "" : absl::StrCat(" (", r.last_error, ")"));
+    } else if (flagged > 0 || !r.peer_consistent) {
+      missing = absl::StrCat("the secondary is still resyncing (", flagged, " chunks flagged)");
+    } else {
+      replicator_->SubmitBarrier();
+      const absl::Duration left = std::max(deadline - absl::Now(), absl::Milliseconds(100));
+      if (replicator_->Drain(left)) {
+        const Replicator::Snapshot after = replicator_->snapshot();
+        if (after.connection == Replicator::ConnectionState::kConnected &&
+            after.peer_consistent && bitmap_->needs_sync_chunks() == 0) {
+          history_->NoteInSync();
+          return absl::OkStatus();
+        }
+      }
+      missing = "writes are still in flight to the secondary";
+    }
+    if (absl::Now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("not in sync after ",
+                                                 absl::FormatDuration(timeout), ": ", missing));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
 }
 
 admin::VolumeStatus PrimaryVolume::Status() const {
@@ -170,7 +207,13 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_sent_seq(r.sent_seq);
   s.set_consistent(r.peer_consistent);
   s.set_connects_total(r.connects_total);
-  s.set_generation(opened_bitmap_.generation);
+  const DataHistory history = history_->Get();
+  s.set_generation(history.current);
+  s.set_diverged_from(history.diverged_from);
+  s.set_split_brain(r.split_brain);
+  s.set_resolution(r.resolution == DiscardChoice::kPrimary     ? "discard-local"
+                   : r.resolution == DiscardChoice::kSecondary ? "discard-remote"
+                                                               : "");
   s.set_resync_paused(p.paused);
   s.set_resync_rate_limit_bytes_per_second(p.rate_limit_bytes_per_second);
   s.set_volume_uuid(opened_bitmap_.volume_uuid);
@@ -219,6 +262,9 @@ absl::StatusOr<admin::RescaleBitmapReply> PrimaryVolume::RescaleBitmap(uint32_t 
   absl::Status status = bitmap_->Relayout(new_chunk_size, make_store);
   if (!status.ok()) return status;
   opened_bitmap_.file = new_file;
+  if (absl::Status s = history_->SetFile(new_file); !s.ok()) {
+    LogError("bitmap rescale: cannot write the data history to the new file: ", s.message());
+  }
   reply.set_new_bits_set(bitmap_->counts().bits_set);
   LogInfo("bitmap rescaled online: ", reply.old_chunk_size(), " -> ", new_chunk_size,
           " byte chunks, ", reply.old_bits_set(), " -> ", reply.new_bits_set(), " bits set");

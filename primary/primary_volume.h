@@ -18,6 +18,7 @@
 #include "common/range_lock.h"
 #include "common/tls/tls_options.h"
 #include "primary/bitmap_setup.h"
+#include "primary/history_keeper.h"
 #include "primary/replicating_volume.h"
 #include "primary/replication_channel.h"
 #include "primary/replicator.h"
@@ -75,6 +76,16 @@ class PrimaryVolume {
   void SetOperatorDisconnected(bool disconnected) {
     replicator_->SetOperatorDisconnected(disconnected);
   }
+  // `replctl resolve` after a split brain: kPrimary gives up our writes
+  // (refused at the handshake: the roles must be swapped), kSecondary the
+  // peer's. For the next handshake only.
+  void Resolve(DiscardChoice discard) { replicator_->SetResolution(discard); }
+  DataHistory history() const { return history_->Get(); }
+  // For a demotion or switchover (client writes already stopped): waits up
+  // to `timeout` until the secondary is connected, consistent, holds every
+  // write durably and nothing is flagged; then records that the history
+  // converged. Unavailable (saying what is missing) on timeout.
+  absl::Status WaitPeerInSync(absl::Duration timeout);
   // `replctl verify`: compares both stores online (see verifier.h).
   absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request) {
     return verifier_->Run(request);
@@ -88,6 +99,7 @@ class PrimaryVolume {
   std::unique_ptr<BlockDevice> store_;
   OpenedBitmap opened_bitmap_;     // identity, history, and the bitmap file
   WriteIntentBitmap* bitmap_ = nullptr;  // == opened_bitmap_.bitmap
+  std::unique_ptr<HistoryKeeper> history_;  // opened_bitmap_.history from here on
   RangeLock range_lock_;
   std::unique_ptr<ReplicationChannel> channel_;
   std::unique_ptr<Replicator> replicator_;

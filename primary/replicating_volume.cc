@@ -5,9 +5,10 @@ namespace blockrepl {
 using replication::Op;
 
 ReplicatingVolume::ReplicatingVolume(BlockDevice* local, WriteIntentBitmap* bitmap,
-                                     Replicator* replicator, RangeLock* range_lock, bool sync)
+                                     Replicator* replicator, RangeLock* range_lock, bool sync,
+                                     HistoryKeeper* history)
     : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock),
-      sync_(sync) {}
+      sync_(sync), history_(history) {}
 
 absl::Status ReplicatingVolume::Read(uint64_t offset, absl::Span<char> out) {
   absl::Status status = local_->Read(offset, out);
@@ -44,6 +45,13 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
   if (length == 0) return absl::OkStatus();
   ChunkRange chunks;
   RangeLock::Holder hold = LockChunks(offset, length, &chunks);
+  if (history_ != nullptr) {
+    // Before the bit and the data: a crash must not leave a write made
+    // alone without the record that this side wrote alone.
+    if (absl::Status s = history_->BeforeLocalWrite(replicator_->peer_following()); !s.ok()) {
+      return NoteStoreError(std::move(s));
+    }
+  }
   absl::Status status = bitmap_->StartWrite(chunks);
   if (!status.ok()) {
     // Nothing was written: the chunks are no dirtier than before.

@@ -20,6 +20,7 @@
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/block_device.h"
 #include "common/range_lock.h"
+#include "primary/history_keeper.h"
 #include "primary/replicator.h"
 
 namespace blockrepl {
@@ -27,8 +28,10 @@ namespace blockrepl {
 class ReplicatingVolume : public BlockDevice {
  public:
   // `sync`: client replies wait for the secondary (see above).
+  // `history` (may be null: tests) learns of every write made while no
+  // secondary follows.
   ReplicatingVolume(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
-                    RangeLock* range_lock, bool sync);
+                    RangeLock* range_lock, bool sync, HistoryKeeper* history = nullptr);
 
   uint64_t Size() const override { return local_->Size(); }
   absl::Status Read(uint64_t offset, absl::Span<char> out) override;
@@ -57,6 +60,7 @@ class ReplicatingVolume : public BlockDevice {
   Replicator* const replicator_;
   RangeLock* const range_lock_;
   const bool sync_;
+  HistoryKeeper* const history_;
 
   std::atomic<uint64_t> store_errors_{0};
   mutable absl::Mutex error_mu_;

@@ -74,11 +74,19 @@ void Replicator::SetOperatorDisconnected(bool disconnected) {
   if (disconnected) {
     if (live_connection_ != 0 && !broken_) {
       broken_ = true;
+      peer_following_.store(false, std::memory_order_release);
       broken_reason_ = "disconnected by the operator";
     }
   } else {
     connect_now_ = true;
   }
+}
+
+void Replicator::SetResolution(DiscardChoice discard) {
+  absl::MutexLock lock(&mu_);
+  resolution_ = discard;
+  stats_.resolution = discard;
+  connect_now_ = true;
 }
 
 void Replicator::ManagerLoop() {
@@ -156,6 +164,7 @@ void Replicator::ManagerLoop() {
     }
   }
   absl::MutexLock lock(&mu_);
+  peer_following_.store(false, std::memory_order_release);
   state_ = ConnectionState::kDisconnected;
 }
 
@@ -176,7 +185,18 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   hello->set_volume(options_.volume);
   hello->set_size_bytes(options_.size_bytes);
   hello->set_chunk_size(options_.chunk_size);
-  hello->set_generation(options_.generation);
+  const DataHistory history =
+      options_.history != nullptr ? options_.history->Get() : DataHistory{options_.generation};
+  DiscardChoice resolution;
+  {
+    absl::MutexLock lock(&mu_);
+    resolution = resolution_;
+  }
+  hello->set_generation(history.current);
+  hello->set_diverged_from(history.diverged_from);
+  for (const std::string& id : history.older) hello->add_older_generations(id);
+  hello->set_discard_secondary(resolution == DiscardChoice::kSecondary);
+  hello->set_discard_primary(resolution == DiscardChoice::kPrimary);
   hello->set_assume_clean(options_.assume_clean);
   hello->set_volume_uuid(options_.volume_uuid);
   hello->set_replace_replica(options_.replace_replica);
@@ -217,19 +237,51 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   }
   const replication::HelloReply& hr = reply.hello_reply();
   if (!hr.accepted()) {
+    if (hr.split_brain()) {
+      absl::MutexLock lock(&mu_);
+      stats_.split_brain = true;
+    }
     return fail(absl::StrCat("secondary ", channel_->peer(), " refused: ", hr.error()));
   }
 
-  // Decide what the secondary is missing. Same history: only the chunks our
-  // bitmap flags. Anything else: a full sync, unless the operator vouches
-  // that a brand-new secondary already equals us.
-  bool full_sync = hr.followed_generation() != options_.generation &&
-                   !(hr.followed_generation().empty() && options_.assume_clean);
+  // Decide what the secondary is missing: the same rule it applied to
+  // accept us (common/data_history.h), from the same two histories.
+  DataHistory secondary{hr.followed_generation(), hr.diverged_from(),
+                        {hr.older_generations().begin(), hr.older_generations().end()}};
+  DiscardChoice discard = resolution;
+  if (hr.discard_secondary()) discard = DiscardChoice::kSecondary;
+  if (hr.discard_primary()) discard = DiscardChoice::kPrimary;
+  SyncDecision decision = DecideSync(history, secondary, discard, options_.assume_clean);
+  if (hr.full_sync() && decision.kind != SyncDecision::Kind::kFullSync) {
+    // e.g. it let us replace it (--force-full-resync)
+    decision.kind = SyncDecision::Kind::kFullSync;
+    decision.reason = "the secondary takes a full copy";
+  }
+  if (decision.kind == SyncDecision::Kind::kRefuse) {
+    {
+      absl::MutexLock lock(&mu_);
+      stats_.split_brain = decision.split_brain;
+    }
+    return fail(absl::StrCat("secondary ", channel_->peer(), ": ", decision.reason));
+  }
+  const bool full_sync = decision.kind == SyncDecision::Kind::kFullSync;
   if (full_sync) {
-    LogInfo("secondary follows history '", hr.followed_generation(), "', this primary is '",
-            options_.generation, "': full sync of ", options_.size_bytes, " bytes");
+    LogInfo(decision.reason, ": full sync of ", options_.size_bytes, " bytes");
     absl::Status s = bitmap_->MarkNeedsSync(ChunkRange{0, bitmap_->chunk_count()});
     if (!s.ok()) return fail(absl::StrCat("cannot mark bitmap for full sync: ", s.message()));
+  } else if (hr.own_writes_size() > 0) {
+    // Chunks only the secondary changed (it wrote on its own): our copy of
+    // them overwrites its. Marked (and persisted) before any live write.
+    uint64_t bytes = 0;
+    for (const replication::ByteRange& r : hr.own_writes()) {
+      if (r.length() == 0 || r.offset() >= options_.size_bytes) continue;
+      const uint64_t length = std::min(r.length(), options_.size_bytes - r.offset());
+      absl::Status s = bitmap_->MarkNeedsSync(bitmap_->ChunksFor(r.offset(), length));
+      if (!s.ok()) return fail(absl::StrCat("cannot mark the secondary's writes: ", s.message()));
+      bytes += length;
+    }
+    LogInfo(decision.reason, ": the secondary wrote ", bytes, " bytes on its own (",
+            hr.own_writes_size(), " ranges), resynced from here");
   }
 
   absl::MutexLock lock(&mu_);
@@ -241,6 +293,12 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   stats_.sent_seq = stats_.acked_seq = stats_.durable_seq = next_seq_ - 1;
   stats_.peer_consistent = hr.consistent() && !full_sync;
   stats_.last_error.clear();
+  stats_.split_brain = false;
+  if (resolution != DiscardChoice::kNone && resolution_ == resolution) {
+    resolution_ = DiscardChoice::kNone;  // one-shot: it served this handshake
+    stats_.resolution = DiscardChoice::kNone;
+  }
+  peer_following_.store(true, std::memory_order_release);
   stats_.connects_total++;
   live_connection_ = ++connection_counter_;
   broken_ = false;
@@ -268,6 +326,7 @@ bool Replicator::PeerTimedOut(uint64_t connection) {
   const absl::Duration silent = absl::Now() - last_progress_;
   if (silent < options_.peer_timeout) return false;
   broken_ = true;
+  peer_following_.store(false, std::memory_order_release);
   broken_reason_ = absl::StrCat("no acknowledgement from the secondary for ",
                                 absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(100))),
                                 " with ", inflight_.size(), " ops in flight (--peer-timeout)");
@@ -574,6 +633,7 @@ void Replicator::MarkBroken(uint64_t connection, const std::string& reason) {
   absl::MutexLock lock(&mu_);
   if (live_connection_ != connection || broken_) return;
   broken_ = true;
+  peer_following_.store(false, std::memory_order_release);
   broken_reason_ = reason;
 }
 
@@ -595,6 +655,7 @@ void Replicator::ConnectionLost(const std::string& reason) {
     inflight_writes_ = 0;
     inflight_bytes_ = 0;
     live_connection_ = 0;
+    peer_following_.store(false, std::memory_order_release);
     resync_done_seq_ = 0;
     stats_.peer_consistent = false;
     state_ = stopping_ ? ConnectionState::kDisconnected : ConnectionState::kConnecting;

@@ -10,6 +10,7 @@
 // when calling Submit; Replicator never calls out while holding mu_.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -26,6 +27,8 @@
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/compression.h"
 #include "common/metrics/latency_histogram.h"
+#include "common/data_history.h"
+#include "primary/history_keeper.h"
 #include "primary/replication_channel.h"
 #include "replication.pb.h"
 
@@ -35,7 +38,10 @@ struct ReplicatorOptions {
   std::string volume;
   uint64_t size_bytes = 0;
   uint32_t chunk_size = 65536;
-  std::string generation;       // identity of this primary's data history
+  std::string generation;       // identity of this primary's data history (when no `history`)
+  // The primary's data history, read at each handshake; null in tests: then
+  // {generation}, never diverged.
+  const HistoryKeeper* history = nullptr;
   std::string volume_uuid;      // identity of the volume ("" for an in-memory bitmap)
   bool replace_replica = false; // --force-full-resync: a replica of another UUID may be replaced
   bool assume_clean = false;    // a brand-new secondary already equals us
@@ -94,6 +100,8 @@ class Replicator {
     // including those sent raw because they did not compress).
     uint64_t compression_input_bytes = 0, compression_output_bytes = 0;
     std::string last_error;
+    bool split_brain = false;            // the last handshake was refused as a split brain
+    DiscardChoice resolution = DiscardChoice::kNone;  // `replctl resolve`, not used yet
   };
 
   Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap, ReplicationChannel* channel);
@@ -131,6 +139,13 @@ class Replicator {
   // stream stays down and writes are only marked in the bitmap. Connecting
   // retries at once instead of after the backoff.
   void SetOperatorDisconnected(bool disconnected);
+
+  // `replctl resolve`: applies to the next handshake only (kNone cancels),
+  // which starts at once.
+  void SetResolution(DiscardChoice discard);
+  // A secondary is connected and receives our writes (lock-free, for the
+  // write path: a write while this is false makes the history diverge).
+  bool peer_following() const { return peer_following_.load(std::memory_order_acquire); }
 
   // The live connection's id, 0 when not connected.
   uint64_t live_connection() const;
@@ -198,6 +213,8 @@ class Replicator {
   // VERIFY results by seq, until AwaitVerify takes them.
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> verify_results_ ABSL_GUARDED_BY(mu_);
   bool operator_disconnected_ ABSL_GUARDED_BY(mu_) = false;
+  DiscardChoice resolution_ ABSL_GUARDED_BY(mu_) = DiscardChoice::kNone;
+  std::atomic<bool> peer_following_{false};
   bool ahead_ ABSL_GUARDED_BY(mu_) = false;  // pull-ahead in effect (see ReplicatorOptions)
   // Since when the window has been at least 3/4 full without a break
   // (pull-ahead's congestion signal); InfiniteFuture when it is not.

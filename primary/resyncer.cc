@@ -10,9 +10,9 @@ namespace blockrepl {
 using replication::Op;
 
 Resyncer::Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
-                   RangeLock* range_lock, Mode mode)
+                   RangeLock* range_lock, Mode mode, HistoryKeeper* history)
     : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock),
-      mode_(mode) {}
+      mode_(mode), history_(history) {}
 
 Resyncer::~Resyncer() { Stop(); }
 
@@ -101,6 +101,7 @@ void Resyncer::Loop() {
     }
     const bool work = !paused && (bitmap_->needs_sync_chunks() > 0 ||
                                   !replicator_->snapshot().peer_consistent);
+    if (!work && history_ != nullptr && replicator_->peer_following()) history_->NoteInSync();
     if (!work || connection == finished_connection) {
       // Live writes of a connected pair never create needs-sync chunks; a
       // lost connection does, and then `connection` changes. Poll lightly.

@@ -22,6 +22,7 @@
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/block_device.h"
 #include "common/range_lock.h"
+#include "primary/history_keeper.h"
 #include "primary/replicator.h"
 
 namespace blockrepl {
@@ -49,7 +50,7 @@ class Resyncer {
   enum class Mode { kBitmap, kChecksum };
 
   Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* replicator,
-           RangeLock* range_lock, Mode mode = Mode::kBitmap);
+           RangeLock* range_lock, Mode mode = Mode::kBitmap, HistoryKeeper* history = nullptr);
   ~Resyncer();
   void Start();
   void Stop();
@@ -81,6 +82,9 @@ class Resyncer {
   Replicator* const replicator_;
   RangeLock* const range_lock_;
   const Mode mode_;
+  // Told when the secondary holds all our data (connected, consistent,
+  // nothing flagged), so a divergence ends. May be null.
+  HistoryKeeper* const history_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,13 +12,16 @@ namespace blockrepl {
 using replication::Op;
 
 Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta,
-                 std::unique_ptr<UndoLog> undo)
+                 std::unique_ptr<UndoLog> undo, std::unique_ptr<BitmapFile> own_bitmap)
     : volume_(std::move(volume)),
       store_(store),
       meta_path_(std::move(meta_path)),
       undo_(std::move(undo)) {
   absl::MutexLock lock(&mu_);
   meta_ = std::move(meta);
+  AttachOwnBitmap(std::move(own_bitmap));
+  stats_.diverged_from = meta_.diverged_from;
+  stats_.promoted = meta_.promoted;
   // After meta_: whether a rollback is possible depends on the loaded state.
   RefreshUndoStats();
   stats_.consistent = meta_.consistent;
@@ -29,6 +32,13 @@ Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, 
 void Applier::RefreshUndoStats() {
   stats_.undo_available = !meta_.consistent && meta_.undo_valid && undo_ != nullptr;
   stats_.undo_log_bytes = undo_ != nullptr ? undo_->size_bytes() : 0;
+}
+
+absl::Status Applier::BecomeResyncTarget() {
+  meta_.consistent = false;
+  meta_.undo_valid = undo_ != nullptr;
+  if (undo_ != nullptr) RETURN_IF_ERROR(undo_->Clear());
+  return SaveMeta();
 }
 
 absl::Status Applier::SaveUndo(const replication::Batch& batch) {
@@ -96,16 +106,46 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
         "--force-full-resync to overwrite this replica with its data"));
   }
 
-  reply.set_accepted(true);
-  reply.set_last_applied_seq(stats_.applied_seq);
-  reply.set_followed_generation(meta_.followed_generation);
-  reply.set_consistent(meta_.consistent);
-  // The same rule the primary applies: another history means a full sync,
-  // which makes this image a resync target from now on.
-  const bool full_sync = hello.generation() != meta_.followed_generation &&
-                         !(meta_.followed_generation.empty() && hello.assume_clean());
+  if (meta_.promoted) {
+    return refuse(absl::StrCat(
+        "volume '", volume_, "' was promoted: this agent serves it as a primary (NBD ",
+        meta_.promoted_nbd_listen, "). Two primaries writing would be a split brain; to make it "
+        "a replica again run `replctl demote ", volume_, "` here"));
+  }
+  // What the primary's stream must bring: the rule both sides apply
+  // (common/data_history.h) to the two histories and the operator's choice.
+  const DataHistory primary{hello.generation(), hello.diverged_from(),
+                            {hello.older_generations().begin(), hello.older_generations().end()}};
+  DataHistory mine = meta_.history();
+  DiscardChoice discard = DiscardChoice::kNone;
+  if (hello.discard_secondary()) discard = DiscardChoice::kSecondary;
+  if (hello.discard_primary()) discard = DiscardChoice::kPrimary;
+  if (resolution_ != DiscardChoice::kNone) discard = resolution_;
   const bool new_identity =
       !hello.volume_uuid().empty() && hello.volume_uuid() != meta_.volume_uuid;
+  SyncDecision decision = DecideSync(primary, mine, discard, hello.assume_clean());
+  if (new_identity && !meta_.volume_uuid.empty()) {
+    // The operator replaces this replica (checked above): whatever it held.
+    decision.kind = SyncDecision::Kind::kFullSync;
+    decision.reason = "the primary replaces this replica";
+  }
+  reply.set_diverged_from(mine.diverged_from);
+  for (const std::string& id : mine.older) reply.add_older_generations(id);
+  reply.set_discard_secondary(resolution_ == DiscardChoice::kSecondary);
+  reply.set_discard_primary(resolution_ == DiscardChoice::kPrimary);
+  reply.set_followed_generation(meta_.followed_generation);
+  if (decision.kind == SyncDecision::Kind::kRefuse) {
+    stats_.split_brain = decision.split_brain;
+    reply.set_split_brain(decision.split_brain);
+    return refuse(decision.reason);
+  }
+  const bool full_sync = decision.kind == SyncDecision::Kind::kFullSync;
+  reply.set_full_sync(full_sync);
+  for (const replication::ByteRange& r : OwnWrites()) *reply.add_own_writes() = r;
+
+  reply.set_accepted(true);
+  reply.set_last_applied_seq(stats_.applied_seq);
+  reply.set_consistent(meta_.consistent);
   if (new_identity) {
     if (!meta_.volume_uuid.empty()) {
       LogInfo("volume '", volume_, "': re-paired from volume UUID ", meta_.volume_uuid, " to ",
@@ -113,17 +153,35 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
     }
     meta_.volume_uuid = hello.volume_uuid();
   }
-  if (hello.generation() != meta_.followed_generation || new_identity) {
-    meta_.followed_generation = hello.generation();
+  const bool chunk_changed = hello.chunk_size() != 0 && hello.chunk_size() != meta_.chunk_size;
+  if (chunk_changed) meta_.chunk_size = hello.chunk_size();  // for a later promotion's bitmap
+  const bool had_own_writes = mine.diverged() || reply.own_writes_size() > 0;
+  if (hello.generation() != meta_.followed_generation || new_identity || mine.diverged() ||
+      chunk_changed) {
+    mine.Follow(hello.generation());
+    meta_.set_history(mine);
     if (full_sync) {
       // Another history: the old image is worth nothing to this primary,
       // so no undo log (it would copy the whole disk).
       meta_.consistent = false;
       meta_.undo_valid = false;
+    } else if (had_own_writes && meta_.consistent) {
+      // Our own writes are about to be overwritten chunk by chunk: until
+      // RESYNC_DONE the image is neither our state nor the primary's.
+      absl::Status s = BecomeResyncTarget();
+      if (!s.ok()) return refuse(absl::StrCat("cannot start the undo log: ", s.message()));
     }
     absl::Status s = SaveMeta();
     if (!s.ok()) return refuse(absl::StrCat("cannot save metadata: ", s.message()));
   }
+  if (resolution_ != DiscardChoice::kNone) {
+    LogInfo("volume '", volume_, "': the operator's resolution served this handshake (",
+            decision.reason, ")");
+    resolution_ = DiscardChoice::kNone;
+    stats_.resolution = DiscardChoice::kNone;
+  }
+  stats_.split_brain = false;
+  stats_.diverged_from = meta_.diverged_from;
   stats_.connected = true;
   stats_.peer = peer;
   stats_.streams_total++;
@@ -132,7 +190,11 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
   stats_.followed_generation = meta_.followed_generation;
   RefreshUndoStats();
   LogInfo("accepted primary ", peer, " for volume '", volume_, "'",
-          full_sync ? " (full sync follows)" : "");
+          full_sync ? " (full sync follows)" : "",
+          reply.own_writes_size() > 0
+              ? absl::StrCat(" (", reply.own_writes_size(), " ranges written here on our own "
+                             "will be overwritten by its resync)")
+              : "");
   return reply;
 }
 
@@ -229,6 +291,9 @@ absl::Status Applier::ApplyOp(const Op& op) {
       meta_.undo_valid = false;
       stats_.durable_seq = op.seq();
       RETURN_IF_ERROR(SaveMeta());
+      // The resync overwrote whatever we wrote on our own (the primary took
+      // those ranges from the handshake): nothing is ours alone any more.
+      RETURN_IF_ERROR(ClearOwnWrites());
       // Consistent again: the old contents are no longer needed.
       return undo_ != nullptr ? undo_->Clear() : absl::OkStatus();
     }
@@ -258,14 +323,7 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
     ack->set_durable_seq(stats_.durable_seq);
     return status;
   }
-  if (has_resync && meta_.consistent) {
-    // From here until RESYNC_DONE the image mixes old and new chunks:
-    // record that (and start a fresh undo log) before the first one lands.
-    meta_.consistent = false;
-    meta_.undo_valid = undo_ != nullptr;
-    if (undo_ != nullptr) status = undo_->Clear();
-    if (status.ok()) status = SaveMeta();
-  }
+  if (has_resync && meta_.consistent) status = BecomeResyncTarget();
   if (status.ok() && !meta_.consistent && meta_.undo_valid && undo_ != nullptr) {
     status = SaveUndo(batch);
     if (!status.ok()) NoteStoreError(status);
@@ -322,6 +380,10 @@ absl::Status Applier::Shutdown() {
 
 absl::Status Applier::RollBackInterruptedResync() {
   absl::MutexLock lock(&mu_);
+  return RollBackLocked();
+}
+
+absl::Status Applier::RollBackLocked() {
   if (meta_.consistent) {
     return absl::FailedPreconditionError(
         absl::StrCat("volume '", volume_, "' is consistent: there is no interrupted resync"));
@@ -344,6 +406,131 @@ absl::Status Applier::RollBackInterruptedResync() {
   stats_.consistent = true;
   stats_.followed_generation = meta_.followed_generation;
   RefreshUndoStats();
+  return absl::OkStatus();
+}
+
+void Applier::SetResolution(DiscardChoice discard) {
+  absl::MutexLock lock(&mu_);
+  resolution_ = discard;
+  stats_.resolution = discard;
+}
+
+absl::StatusOr<ReplicaMeta> Applier::Promote(bool force, const std::string& nbd_listen,
+                                             const std::string& peer, bool* rolled_back) {
+  absl::MutexLock lock(&mu_);
+  *rolled_back = false;
+  if (meta_.promoted) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume '", volume_, "' is already promoted (NBD ", meta_.promoted_nbd_listen,
+                     ")"));
+  }
+  if (stats_.connected) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume '", volume_, "' still receives a primary's stream (", stats_.peer,
+        "): promoting it now would make two primaries. Stop or disconnect that primary first "
+        "(`replctl disconnect` there); if its site is gone, wait for --peer-timeout to drop it"));
+  }
+  if (!meta_.consistent) {
+    if (meta_.undo_valid && undo_ != nullptr) {
+      RETURN_IF_ERROR(RollBackLocked());
+      *rolled_back = true;
+    } else if (!force) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "volume '", volume_, "' is inconsistent: a full sync was interrupted and no undo log "
+          "covers it, so the image is not a state the primary ever had. Promote anyway with "
+          "--force (expect file system damage; check it before use)"));
+    }
+  }
+  if (meta_.volume_uuid.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume '", volume_, "' was never paired with a primary: nothing to promote"));
+  }
+  // A history the promoted bitmap can name: a rolled-back or forced image
+  // starts a new one (its peer will need a full sync, never a wrong merge).
+  DataHistory history = meta_.history();
+  if (!meta_.consistent || history.current.size() != 32 ||
+      history.current.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    history.Follow(BitmapFile::NewId());
+    meta_.set_history(history);
+  }
+  own_bitmap_.reset();  // the promoted volume opens it (one writer per file)
+  meta_.consistent = true;
+  meta_.undo_valid = false;
+  meta_.promoted = true;
+  meta_.promoted_nbd_listen = nbd_listen;
+  meta_.promoted_peer = peer;
+  RETURN_IF_ERROR(SaveMeta());
+  stats_.promoted = true;
+  stats_.consistent = true;
+  stats_.followed_generation = meta_.followed_generation;
+  RefreshUndoStats();
+  return meta_;
+}
+
+absl::Status Applier::Demote(const DataHistory& history, std::unique_ptr<BitmapFile> own_bitmap) {
+  absl::MutexLock lock(&mu_);
+  meta_.set_history(history);
+  meta_.promoted = false;
+  meta_.consistent = true;
+  meta_.undo_valid = false;
+  RETURN_IF_ERROR(SaveMeta());
+  AttachOwnBitmap(std::move(own_bitmap));
+  stats_.promoted = false;
+  stats_.consistent = true;
+  stats_.followed_generation = meta_.followed_generation;
+  stats_.diverged_from = meta_.diverged_from;
+  RefreshUndoStats();
+  return absl::OkStatus();
+}
+
+void Applier::AttachOwnBitmap(std::unique_ptr<BitmapFile> own_bitmap) {
+  own_bitmap_ = std::move(own_bitmap);
+  stats_.own_write_chunks = 0;
+  if (own_bitmap_ != nullptr) {
+    for (uint64_t w : own_bitmap_->loaded_bits()) stats_.own_write_chunks += __builtin_popcountll(w);
+  }
+  own_writes_pending_ = stats_.own_write_chunks > 0;
+}
+
+std::vector<replication::ByteRange> Applier::OwnWrites() const {
+  std::vector<replication::ByteRange> ranges;
+  if (own_bitmap_ == nullptr || !own_writes_pending_) return ranges;
+  const uint64_t chunk = own_bitmap_->header().chunk_size;
+  const uint64_t size = store_->Size();
+  const std::vector<uint64_t>& words = own_bitmap_->loaded_bits();
+  // Bits run across pages without gaps: word w of page p covers chunks
+  // (p * kWordsPerPage + w) * 64 ... (kBitsPerPage is a multiple of 64).
+  for (uint64_t w = 0; w < words.size(); ++w) {
+    if (words[w] == 0) continue;
+    for (int b = 0; b < 64; ++b) {
+      if (!((words[w] >> b) & 1)) continue;
+      const uint64_t offset = (w * 64 + b) * chunk;
+      if (offset >= size) break;
+      const uint64_t length = std::min(chunk, size - offset);
+      if (!ranges.empty() && ranges.back().offset() + ranges.back().length() == offset) {
+        ranges.back().set_length(ranges.back().length() + length);
+      } else {
+        replication::ByteRange r;
+        r.set_offset(offset);
+        r.set_length(length);
+        ranges.push_back(r);
+      }
+    }
+  }
+  return ranges;
+}
+
+absl::Status Applier::ClearOwnWrites() {
+  if (own_bitmap_ == nullptr || !own_writes_pending_) return absl::OkStatus();
+  std::vector<BitmapPage> pages;
+  for (uint64_t i = 0; i < own_bitmap_->header().page_count(); ++i) {
+    pages.push_back(BitmapPage{i, std::vector<uint64_t>(kWordsPerPage, 0)});
+  }
+  RETURN_IF_ERROR(own_bitmap_->WritePages(pages));
+  own_writes_pending_ = false;
+  stats_.own_write_chunks = 0;
+  LogInfo("volume '", volume_, "': the resync overwrote the chunks written here on our own; "
+          "cleared ", own_bitmap_->path());
   return absl::OkStatus();
 }
 

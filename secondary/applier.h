@@ -10,11 +10,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "common/bitmap/bitmap_file.h"
 #include "common/block_device.h"
+#include "common/data_history.h"
 #include "replication.pb.h"
 #include "secondary/replica_meta.h"
 #include "secondary/undo_log.h"
@@ -41,12 +44,21 @@ class Applier {
     std::string last_store_error;
     bool undo_available = false;
     uint64_t undo_log_bytes = 0;
+    std::string diverged_from;          // this image's own writes count from here ("" = none)
+    uint64_t own_write_chunks = 0;      // chunks its own bitmap flags
+    bool split_brain = false;           // the last Hello was refused as a split brain
+    DiscardChoice resolution = DiscardChoice::kNone;
+    bool promoted = false;
   };
 
   // `meta` is the loaded (or fresh) metadata; it is saved to `meta_path`.
   // `undo` (may be null: no rollback support) records what resyncs overwrite.
+  // `own_bitmap` (may be null): the bitmap file of this store's time as a
+  // primary (promoted, or the old primary failing back): the chunks it wrote
+  // that its peer may lack, reported at the handshake and cleared once a
+  // resync has overwritten them.
   Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta,
-          std::unique_ptr<UndoLog> undo = nullptr);
+          std::unique_ptr<UndoLog> undo = nullptr, std::unique_ptr<BitmapFile> own_bitmap = nullptr);
 
   // Checks a primary's Hello; on acceptance records the history the image
   // now follows. Never writes the store.
@@ -63,7 +75,32 @@ class Applier {
   // image follows no primary history, so any primary does a full sync.
   absl::Status RollBackInterruptedResync();
 
+  // `replctl resolve` here: kSecondary gives up this replica's own writes,
+  // kPrimary the connecting primary's. For the next handshake only.
+  void SetResolution(DiscardChoice discard);
+
+  // Promotion (`replctl promote`): refuses while a primary is connected or
+  // the image is inconsistent (rolled back first when an undo log covers
+  // it; `force` takes it as it is). On success the meta says `promoted`,
+  // every later Hello is refused, and the own bitmap file is closed so the
+  // promoted volume can open it. Returns the meta as saved.
+  absl::StatusOr<ReplicaMeta> Promote(bool force, const std::string& nbd_listen,
+                                      const std::string& peer, bool* rolled_back);
+  // A volume promoted before a restart: its bitmap file belongs to the
+  // promoted volume (one writer per file).
+  void ReleaseOwnBitmap() {
+    absl::MutexLock lock(&mu_);
+    own_bitmap_.reset();
+  }
+  // Demotion: a replica again, following `history` (the promoted volume's,
+  // as it stopped), its own writes in `own_bitmap`.
+  absl::Status Demote(const DataHistory& history, std::unique_ptr<BitmapFile> own_bitmap);
+
   Snapshot snapshot() const;
+  ReplicaMeta meta() const {
+    absl::MutexLock lock(&mu_);
+    return meta_;
+  }
   const std::string& volume() const { return volume_; }
   uint64_t size() const { return store_->Size(); }
 
@@ -81,6 +118,14 @@ class Applier {
   // saves the old contents of everything it will overwrite.
   absl::Status SaveUndo(const replication::Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshUndoStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The image is about to mix old and new chunks: persist "inconsistent"
+  // and start a fresh undo log before the first one lands.
+  absl::Status BecomeResyncTarget() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Own bitmap: the chunks it flags, as byte ranges; clearing them.
+  std::vector<replication::ByteRange> OwnWrites() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status ClearOwnWrites() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RollBackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AttachOwnBitmap(std::unique_ptr<BitmapFile> own_bitmap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const std::string volume_;
@@ -94,6 +139,9 @@ class Applier {
   ReplicaMeta meta_ ABSL_GUARDED_BY(mu_);
   std::string verify_buffer_ ABSL_GUARDED_BY(mu_);
   Snapshot stats_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<BitmapFile> own_bitmap_ ABSL_GUARDED_BY(mu_);
+  bool own_writes_pending_ ABSL_GUARDED_BY(mu_) = false;  // own_bitmap_ has bits set
+  DiscardChoice resolution_ ABSL_GUARDED_BY(mu_) = DiscardChoice::kNone;
 };
 
 }  // namespace blockrepl

@@ -18,6 +18,7 @@
 #include "common/process.h"
 #include "common/service_notify.h"
 #include "common/tls/tls_options.h"
+#include "secondary/hosted_volume.h"
 #include "secondary/replica_service.h"
 #include "secondary/replica_volume.h"
 #include "secondary/secondary_admin.h"
@@ -78,14 +79,24 @@ int Run(int argc, char** argv) {
     return 0;
   }
 
+  std::vector<std::unique_ptr<HostedVolume>> hosted;
   std::map<std::string, Applier*> appliers;
   std::map<std::string, std::string> peer_names;
-  std::vector<SecondaryAdmin::Volume> admin_volumes;
+  std::vector<HostedVolume*> admin_volumes;
   for (size_t i = 0; i < volumes.size(); ++i) {
     auto& v = volumes[i];
     appliers[v->applier()->volume()] = v->applier();
     peer_names[v->applier()->volume()] = options.volumes[i].peer_name;
-    admin_volumes.push_back({v->applier(), v->store_path(), v->meta_path()});
+    hosted.push_back(std::make_unique<HostedVolume>(options.volumes[i], options.tls,
+                                                    options.peer_timeout_s, std::move(v)));
+    admin_volumes.push_back(hosted.back().get());
+  }
+  volumes.clear();  // owned by `hosted` now
+  for (auto& h : hosted) {
+    if (absl::Status s = h->ResumeIfPromoted(); !s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
   }
   ReplicaService service(appliers, peer_names);
   std::unique_ptr<grpc::Server> server =
@@ -124,8 +135,8 @@ int Run(int argc, char** argv) {
     }
     metrics = std::move(started).value();
   }
-  for (const auto& v : volumes) {
-    LogInfo(v->StartupNote(), "; listening for its primary on ", options.listen);
+  for (const auto& h : hosted) {
+    LogInfo(h->replica()->StartupNote(), "; listening for its primary on ", options.listen);
   }
   LogInfo("replication over ", DescribeTransport(options.tls, options.listen));
   if (metrics) {
@@ -150,8 +161,9 @@ int Run(int argc, char** argv) {
   NotifyStopping();
   metrics.reset();
   stop_server();
-  for (auto& v : volumes) {
-    if (absl::Status s = v->applier()->Shutdown(); !s.ok()) LogError(s.message());
+  for (auto& h : hosted) {
+    h->Shutdown();  // a promoted volume stops serving first
+    if (absl::Status s = h->applier()->Shutdown(); !s.ok()) LogError(s.message());
   }
   (*admin)->Shutdown();
   LogInfo("stopped cleanly");

@@ -47,6 +47,19 @@ absl::StatusOr<ReplicaMeta> ReplicaMeta::Load(const std::string& path) {
       meta.undo_valid = value == "1";
     } else if (key == "volume_uuid") {
       meta.volume_uuid = value;
+    } else if (key == "diverged_from") {
+      meta.diverged_from = value;
+    } else if (key == "older_generations") {
+      meta.older_generations = value;
+    } else if (key == "chunk_size") {
+      ok = absl::SimpleAtoi(value, &meta.chunk_size);
+    } else if (key == "promoted") {
+      ok = value == "0" || value == "1";
+      meta.promoted = value == "1";
+    } else if (key == "promoted_nbd_listen") {
+      meta.promoted_nbd_listen = value;
+    } else if (key == "promoted_peer") {
+      meta.promoted_peer = value;
     } else if (key == "last_applied_seq") {
       ok = absl::SimpleAtoi(value, &meta.last_applied_seq);
     }  // unknown keys: written by a newer version, ignored
@@ -62,12 +75,27 @@ absl::StatusOr<ReplicaMeta> ReplicaMeta::Load(const std::string& path) {
   return meta;
 }
 
+DataHistory ReplicaMeta::history() const {
+  DataHistory h{followed_generation, diverged_from, {}};
+  h.SetOlderList(older_generations);
+  return h;
+}
+
+void ReplicaMeta::set_history(const DataHistory& h) {
+  followed_generation = h.current;
+  diverged_from = h.diverged_from;
+  older_generations = h.OlderList();
+}
+
 absl::Status ReplicaMeta::Save(const std::string& path) const {
   const std::string text = absl::StrCat(
       "format=blockrepl-replica-meta-v1\n", "volume=", volume, "\n", "size_bytes=", size_bytes,
       "\n", "followed_generation=", followed_generation, "\n", "consistent=", consistent ? 1 : 0,
       "\n", "last_applied_seq=", last_applied_seq, "\n", "undo_valid=", undo_valid ? 1 : 0, "\n",
-      "volume_uuid=", volume_uuid, "\n");
+      "volume_uuid=", volume_uuid, "\n", "diverged_from=", diverged_from, "\n",
+      "older_generations=", older_generations, "\n", "chunk_size=", chunk_size, "\n",
+      "promoted=", promoted ? 1 : 0, "\n", "promoted_nbd_listen=", promoted_nbd_listen, "\n",
+      "promoted_peer=", promoted_peer, "\n");
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return PosixError(absl::StrCat("open ", tmp));

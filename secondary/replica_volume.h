@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/bitmap/bitmap_file.h"
 #include "common/block_device.h"
 #include "secondary/applier.h"
 #include "secondary/replica_meta.h"
@@ -23,13 +24,17 @@ class ReplicaVolume {
   const std::string& store_path() const { return store_path_; }
   const std::string& meta_path() const { return meta_path_; }
   uint64_t size() const { return store_->Size(); }
+  const std::string& bitmap_path() const { return bitmap_path_; }
+  // The store's own bitmap file (of its time as a primary), opened and
+  // locked; null when there is none.
+  absl::StatusOr<std::unique_ptr<BitmapFile>> OpenOwnBitmap() const;
   // The image's state at start, for the startup log line.
   std::string StartupNote() const;
 
  private:
   ReplicaVolume() = default;
 
-  std::string store_path_, meta_path_;
+  std::string store_path_, meta_path_, bitmap_path_;
   std::unique_ptr<BlockDevice> store_;
   ReplicaMeta meta_at_start_;
   std::unique_ptr<Applier> applier_;

@@ -1,9 +1,35 @@
 #include "secondary/secondary_admin.h"
 
-namespace blockrepl {
+#include "absl/strings/str_cat.h"
 
-admin::VolumeStatus SecondaryAdmin::VolumeStatus(const Volume& volume) const {
-  const Applier& applier = *volume.applier;
+namespace blockrepl {
+namespace {
+
+std::string ResolutionName(DiscardChoice choice) {
+  // Seen from a replica, the handshake's secondary is "local".
+  switch (choice) {
+    case DiscardChoice::kSecondary:
+      return "discard-local";
+    case DiscardChoice::kPrimary:
+      return "discard-remote";
+    case DiscardChoice::kNone:
+      break;
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<HostedVolume*> SecondaryAdmin::Find(const std::string& name) const {
+  if (name.empty() && volumes_.size() == 1) return volumes_[0];
+  for (HostedVolume* v : volumes_) {
+    if (v->name() == name) return v;
+  }
+  return absl::NotFoundError(absl::StrCat("no volume '", name, "' on this agent"));
+}
+
+admin::VolumeStatus SecondaryAdmin::ReplicaStatus(HostedVolume& volume) const {
+  const Applier& applier = *volume.applier();
   const Applier::Snapshot s = applier.snapshot();
   admin::VolumeStatus v;
   v.set_name(applier.volume());
@@ -15,8 +41,8 @@ admin::VolumeStatus SecondaryAdmin::VolumeStatus(const Volume& volume) const {
   v.set_replicated_writes_total(s.applied_writes_total);
   v.set_resynced_bytes_total(s.resync_bytes_total);
   v.set_peer(s.peer);
-  v.set_store(volume.store_path);
-  v.set_bitmap_file(volume.meta_path);
+  v.set_store(volume.replica()->store_path());
+  v.set_bitmap_file(volume.replica()->meta_path());
   v.set_last_error(s.last_error);
   v.set_store_errors_total(s.store_errors_total);
   v.set_last_store_error(s.last_store_error);
@@ -29,28 +55,85 @@ admin::VolumeStatus SecondaryAdmin::VolumeStatus(const Volume& volume) const {
   v.set_undo_available(s.undo_available);
   v.set_undo_log_bytes(s.undo_log_bytes);
   v.set_disconnected_by_operator(service_->disconnected(applier.volume()));
+  v.set_diverged_from(s.diverged_from);
+  v.set_volume_uuid(applier.meta().volume_uuid);
+  v.set_dirty_chunks(s.own_write_chunks);
+  v.set_split_brain(s.split_brain);
+  v.set_resolution(ResolutionName(s.resolution));
   return v;
 }
 
 std::vector<admin::VolumeStatus> SecondaryAdmin::Status() {
   std::vector<admin::VolumeStatus> result;
-  for (const Volume& v : volumes_) result.push_back(VolumeStatus(v));
+  for (HostedVolume* v : volumes_) {
+    admin::VolumeStatus status;
+    if (!v->PromotedStatus(&status)) status = ReplicaStatus(*v);
+    result.push_back(std::move(status));
+  }
   return result;
 }
 
 absl::StatusOr<admin::ConnectionReply> SecondaryAdmin::SetConnection(
     const admin::ConnectionRequest& request) {
-  std::string name = request.volume();
-  if (name.empty() && volumes_.size() == 1) name = volumes_[0].applier->volume();
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  if ((*volume)->promoted()) {
+    return (*volume)->WithPromoted<admin::ConnectionReply>(
+        [&](AdminHandler& h) { return h.SetConnection(request); });
+  }
+  const std::string name = (*volume)->name();
   if (absl::Status s = service_->SetDisconnected(name, !request.connect()); !s.ok()) return s;
   admin::ConnectionReply reply;
-  for (const Volume& v : volumes_) {
-    if (v.applier->volume() != name) continue;
-    // The cancelled stream ends asynchronously: say what was asked.
-    reply.set_connection(request.connect() ? VolumeStatus(v).connection() : "disconnected");
-    reply.set_disconnected_by_operator(!request.connect());
-  }
+  // The cancelled stream ends asynchronously: say what was asked.
+  reply.set_connection(request.connect() ? ReplicaStatus(**volume).connection() : "disconnected");
+  reply.set_disconnected_by_operator(!request.connect());
   return reply;
+}
+
+absl::StatusOr<admin::ResyncControlReply> SecondaryAdmin::ControlResync(
+    const admin::ResyncControlRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  if (!(*volume)->promoted()) return AdminHandler::ControlResync(request);  // "run it on the primary"
+  return (*volume)->WithPromoted<admin::ResyncControlReply>(
+      [&](AdminHandler& h) { return h.ControlResync(request); });
+}
+
+absl::StatusOr<admin::RescaleBitmapReply> SecondaryAdmin::RescaleBitmap(
+    const admin::RescaleBitmapRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  if (!(*volume)->promoted()) return AdminHandler::RescaleBitmap(request);  // "run it on the primary"
+  return (*volume)->WithPromoted<admin::RescaleBitmapReply>(
+      [&](AdminHandler& h) { return h.RescaleBitmap(request); });
+}
+
+absl::StatusOr<admin::VerifyReply> SecondaryAdmin::Verify(const admin::VerifyRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  if (!(*volume)->promoted()) return AdminHandler::Verify(request);  // "run it on the primary"
+  return (*volume)->WithPromoted<admin::VerifyReply>(
+      [&](AdminHandler& h) { return h.Verify(request); });
+}
+
+absl::StatusOr<admin::PromoteReply> SecondaryAdmin::Promote(const admin::PromoteRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  // No new stream may start while the role changes (and a stream already
+  // running makes the promotion fail: two primaries).
+  return (*volume)->Promote(request);
+}
+
+absl::StatusOr<admin::DemoteReply> SecondaryAdmin::Demote(const admin::DemoteRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  return (*volume)->Demote(request);
+}
+
+absl::StatusOr<admin::ResolveReply> SecondaryAdmin::Resolve(const admin::ResolveRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  return (*volume)->Resolve(request);
 }
 
 }  // namespace blockrepl

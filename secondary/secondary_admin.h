@@ -1,36 +1,42 @@
-// SecondaryAdmin: the secondary agent's answers to replctl (status,
-// connect/disconnect), by volume name. Thread-safe: the appliers and the
-// service are.
+// SecondaryAdmin: the secondary agent's answers to replctl, by volume name:
+// status and connect/disconnect of replicas; promote, demote and resolve
+// (disaster recovery); and, for a promoted volume, everything the primary
+// agent answers (verify, resync control, rescale), by delegation.
+// Thread-safe: the hosted volumes and the service are.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "common/admin_server.h"
-#include "secondary/applier.h"
+#include "secondary/hosted_volume.h"
 #include "secondary/replica_service.h"
 
 namespace blockrepl {
 
 class SecondaryAdmin : public AdminHandler {
  public:
-  struct Volume {
-    const Applier* applier;
-    std::string store_path;
-    std::string meta_path;
-  };
-  // `service` and the appliers outlive this handler.
-  SecondaryAdmin(std::vector<Volume> volumes, ReplicaService* service)
+  // `service` and the volumes outlive this handler.
+  SecondaryAdmin(std::vector<HostedVolume*> volumes, ReplicaService* service)
       : volumes_(std::move(volumes)), service_(service) {}
 
   std::vector<admin::VolumeStatus> Status() override;
   absl::StatusOr<admin::ConnectionReply> SetConnection(
       const admin::ConnectionRequest& request) override;
+  absl::StatusOr<admin::ResyncControlReply> ControlResync(
+      const admin::ResyncControlRequest& request) override;
+  absl::StatusOr<admin::RescaleBitmapReply> RescaleBitmap(
+      const admin::RescaleBitmapRequest& request) override;
+  absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request) override;
+  absl::StatusOr<admin::PromoteReply> Promote(const admin::PromoteRequest& request) override;
+  absl::StatusOr<admin::DemoteReply> Demote(const admin::DemoteRequest& request) override;
+  absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request) override;
 
  private:
-  admin::VolumeStatus VolumeStatus(const Volume& volume) const;
+  absl::StatusOr<HostedVolume*> Find(const std::string& name) const;
+  admin::VolumeStatus ReplicaStatus(HostedVolume& volume) const;
 
-  const std::vector<Volume> volumes_;
+  const std::vector<HostedVolume*> volumes_;
   ReplicaService* const service_;
 };
 

@@ -34,6 +34,17 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->check(ListenAddressValidator());
   app.add_option("--admin-socket", f.agent.admin_socket, "unix socket for replctl")->required();
   app.add_option("--meta", f.volume.meta_path, "replica metadata file (default: STORE.meta)");
+  // Disaster recovery (README "Disaster recovery runbook").
+  app.add_option("--bitmap", f.volume.bitmap_path,
+                 "write-intent bitmap file of this store's time as a primary (default: "
+                 "STORE.bitmap): an old primary failing back brings its own here; a promoted "
+                 "volume keeps its bits in it");
+  app.add_option("--nbd-listen", f.volume.nbd_listen,
+                 "where `replctl promote` serves this volume over NBD (HOST:PORT)")
+      ->check(ListenAddressValidator());
+  app.add_option("--peer", f.volume.peer,
+                 "once promoted, replicate to this repl-secondary (HOST:PORT: the other site's "
+                 "--listen)");
   // Hidden (group ""): tests only, see common/fault_injecting_block_device.h.
   app.add_option("--test-inject-faults", f.volume.fault_control,
                  "TEST ONLY: fail store I/O as FILE says (EIO, ENOSPC...)")
@@ -68,6 +79,10 @@ std::string Finish(Flags& f) {
   if (f.volume.meta_path.empty() && stat(f.volume.store_path.c_str(), &st) == 0 &&
       S_ISBLK(st.st_mode)) {
     return "--meta is required when the store is a block device";
+  }
+  if (f.volume.bitmap_path.empty()) {
+    const bool block = stat(f.volume.store_path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+    f.volume.bitmap_path = (block ? f.volume.meta_path : f.volume.store_path) + ".bitmap";
   }
   // A rollback only touches the local store: no listener, no TLS needed.
   if (f.agent.rollback_resync) return "";

@@ -17,6 +17,9 @@ struct SecondaryVolumeOptions {
   std::string meta_path;     // "" = STORE.meta (file stores only)
   uint64_t create_size = 0;  // create the store file with this size if missing
   std::string peer_name;     // "" = any certificate from the CA; else it must name this
+  std::string bitmap_path;    // own bitmap (promotion, fail back); "" = STORE.bitmap
+  std::string nbd_listen;     // where a promoted volume is served ("" = promote must say)
+  std::string peer;           // where a promoted volume replicates to ("" = nowhere yet)
   std::string fault_control; // test only: --test-inject-faults FILE (see FaultInjectingBlockDevice)
 };
 

@@ -21,7 +21,10 @@ constexpr char kMagic[8] = {'B', 'L', 'K', 'R', 'B', 'M', 'P', '\0'};
 constexpr uint32_t kPageMagic = 0x67617062;  // "bpag"
 constexpr uint64_t kBlock = 4096;
 constexpr uint64_t kPagesOffset = 2 * kBlock;
-constexpr size_t kHeaderChecked = 104;       // bytes covered by the header checksum
+// Bytes covered by the header checksum (the checksum follows them).
+constexpr size_t kHeaderCheckedV1 = 104;
+constexpr size_t kHeaderCheckedV2 = 152;   // + diverged_from and two older generations
+constexpr size_t kDivergedOffset = 104, kOlderOffset = 120, kIdBytes = 16;
 
 template <typename T>
 void Put(char* buf, size_t offset, T value) {
@@ -42,10 +45,21 @@ bool IsHexId(const std::string& id) {
   return true;
 }
 
+// An identifier as 16 bytes; "" (none) as 16 zero bytes.
+void PutId(char* buf, size_t offset, const std::string& id) {
+  std::string bytes = absl::HexStringToBytes(id);
+  std::memcpy(buf + offset, bytes.data(), std::min<size_t>(kIdBytes, bytes.size()));
+}
+std::string GetId(const char* buf, size_t offset) {
+  std::string bytes(buf + offset, kIdBytes);
+  if (bytes == std::string(kIdBytes, '\0')) return "";
+  return absl::BytesToHexString(bytes);
+}
+
 void EncodeHeader(const BitmapHeader& h, char* buf) {
   std::memset(buf, 0, kBlock);
   std::memcpy(buf, kMagic, 8);
-  Put<uint32_t>(buf, 8, h.version);
+  Put<uint32_t>(buf, 8, BitmapHeader::kVersion);  // always written as the newest version
   Put<uint32_t>(buf, 12, static_cast<uint32_t>(kBlock));
   Put<uint64_t>(buf, 16, h.sequence);
   std::string uuid = absl::HexStringToBytes(h.volume_uuid);
@@ -60,19 +74,33 @@ void EncodeHeader(const BitmapHeader& h, char* buf) {
   Put<uint32_t>(buf, 88, h.state);
   Put<uint32_t>(buf, 92, static_cast<uint32_t>(h.page_count()));
   Put<uint64_t>(buf, 96, 0);  // reserved
-  Put<uint64_t>(buf, kHeaderChecked, XXH3_64bits(buf, kHeaderChecked));
+  PutId(buf, kDivergedOffset, h.diverged_from);
+  for (size_t i = 0; i < h.older.size() && i < 2; ++i) {
+    PutId(buf, kOlderOffset + i * kIdBytes, h.older[i]);
+  }
+  Put<uint64_t>(buf, kHeaderCheckedV2, XXH3_64bits(buf, kHeaderCheckedV2));
 }
 
 // Decodes one slot; an error says what is wrong with it.
 absl::StatusOr<BitmapHeader> DecodeHeader(const char* buf) {
   if (std::memcmp(buf, kMagic, 8) != 0) return absl::DataLossError("bad magic");
-  if (Get<uint64_t>(buf, kHeaderChecked) != XXH3_64bits(buf, kHeaderChecked)) {
-    return absl::DataLossError("header checksum mismatch");
-  }
   BitmapHeader h;
   h.version = Get<uint32_t>(buf, 8);
-  if (h.version != BitmapHeader::kVersion) {
+  if (h.version != 1 && h.version != 2) {
     return absl::DataLossError(absl::StrCat("unsupported version ", h.version));
+  }
+  // Version 1 had no history beyond `generation`: it loads as "nothing
+  // written on its own", which is what a version-1 agent assumed.
+  const size_t checked = h.version == 1 ? kHeaderCheckedV1 : kHeaderCheckedV2;
+  if (Get<uint64_t>(buf, checked) != XXH3_64bits(buf, checked)) {
+    return absl::DataLossError("header checksum mismatch");
+  }
+  if (h.version == 2) {
+    h.diverged_from = GetId(buf, kDivergedOffset);
+    for (size_t i = 0; i < 2; ++i) {
+      std::string id = GetId(buf, kOlderOffset + i * kIdBytes);
+      if (!id.empty()) h.older.push_back(std::move(id));
+    }
   }
   h.sequence = Get<uint64_t>(buf, 16);
   h.volume_uuid = absl::BytesToHexString(std::string(buf + 24, 16));
@@ -138,7 +166,8 @@ BitmapFile::~BitmapFile() { close(fd_); }
 
 absl::StatusOr<std::unique_ptr<BitmapFile>> BitmapFile::Create(const std::string& path,
                                                                BitmapHeader header) {
-  if (!IsHexId(header.volume_uuid) || !IsHexId(header.generation)) {
+  if (!IsHexId(header.volume_uuid) || !IsHexId(header.generation) ||
+      (!header.diverged_from.empty() && !IsHexId(header.diverged_from))) {
     return absl::InvalidArgumentError("bitmap identifiers must be 32 hex digits");
   }
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

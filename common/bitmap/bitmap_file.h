@@ -21,11 +21,12 @@
 
 #include "absl/status/statusor.h"
 #include "common/bitmap/bitmap_store.h"
+#include "common/data_history.h"
 
 namespace blockrepl {
 
 struct BitmapHeader {
-  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kVersion = 2;  // 2 added diverged_from and older (1 still loads)
   static constexpr uint32_t kStateClean = 1;   // last stop was clean: bits are exact
   static constexpr uint32_t kStateStale = 2;   // bits cannot be trusted: full resync
 
@@ -33,6 +34,10 @@ struct BitmapHeader {
   uint64_t sequence = 0;           // higher slot wins
   std::string volume_uuid;         // 32 hex digits, fixed at creation
   std::string generation;          // 32 hex digits: the data history the bits describe
+  // The rest of the data history (common/data_history.h): "" or 32 hex
+  // digits, and up to two earlier generations, newest first.
+  std::string diverged_from;
+  std::vector<std::string> older;
   uint64_t volume_size = 0;
   uint32_t chunk_size = 0;
   uint32_t daemon_sleep_ms = 0;
@@ -40,6 +45,12 @@ struct BitmapHeader {
   uint64_t events_cleared = 0;     // `events` when the bitmap was last found all clear
   uint32_t state = 0;
 
+  DataHistory history() const { return DataHistory{generation, diverged_from, older}; }
+  void set_history(const DataHistory& h) {
+    generation = h.current;
+    diverged_from = h.diverged_from;
+    older = h.older;
+  }
   uint64_t chunk_count() const { return (volume_size + chunk_size - 1) / chunk_size; }
   uint64_t page_count() const { return (chunk_count() + kBitsPerPage - 1) / kBitsPerPage; }
 };

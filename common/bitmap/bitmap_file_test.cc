@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
 
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/test_temp_dir.h"
@@ -43,6 +46,45 @@ TEST_F(BitmapFileTest, CreatedFileReopensWithSameHeaderAndClearBits) {
   EXPECT_EQ((*file)->header().page_count(), 5u);
   for (uint64_t w : (*file)->loaded_bits()) EXPECT_EQ(w, 0u);
   EXPECT_TRUE((*file)->torn_pages().empty());
+}
+
+TEST_F(BitmapFileTest, DataHistorySurvivesReopen) {
+  DataHistory h = header_.history();
+  h.Diverge(BitmapFile::NewId());
+  h.Converge();
+  h.Diverge(BitmapFile::NewId());
+  header_.set_history(h);
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  auto file = BitmapFile::Open(path_);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ((*file)->header().version, 2u);
+  EXPECT_EQ((*file)->header().generation, h.current);
+  EXPECT_EQ((*file)->header().diverged_from, h.diverged_from);
+  EXPECT_EQ((*file)->header().older, h.older);
+  ASSERT_EQ(h.older.size(), 2u);
+}
+
+TEST_F(BitmapFileTest, Version1HeaderLoadsWithNoDivergence) {
+  ASSERT_TRUE(BitmapFile::Create(path_, header_).ok());
+  // Rewrite both slots as version 1 did: version 1, checksum over 104 bytes.
+  int fd = open(path_.c_str(), O_RDWR);
+  for (off_t slot : {0, 4096}) {
+    char buf[4096];
+    ASSERT_EQ(pread(fd, buf, sizeof buf, slot), 4096);
+    const uint32_t v1 = 1;
+    memcpy(buf + 8, &v1, 4);
+    memset(buf + 104, 0, 64);
+    const uint64_t sum = XXH3_64bits(buf, 104);
+    memcpy(buf + 104, &sum, 8);
+    ASSERT_EQ(pwrite(fd, buf, sizeof buf, slot), 4096);
+  }
+  close(fd);
+  auto file = BitmapFile::Open(path_);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ((*file)->header().version, 1u);
+  EXPECT_EQ((*file)->header().generation, header_.generation);
+  EXPECT_TRUE((*file)->header().diverged_from.empty());
+  EXPECT_TRUE((*file)->header().older.empty());
 }
 
 TEST_F(BitmapFileTest, BitsWrittenThroughTheBitmapSurviveReopen) {

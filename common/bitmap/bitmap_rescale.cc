@@ -144,7 +144,7 @@ absl::Status RescaleBitmapFile(const std::string& path, uint32_t new_chunk,
                                            new_chunk);
   BitmapHeader header;
   header.volume_uuid = h.volume_uuid;
-  header.generation = h.generation;
+  header.set_history(h.history());
   header.volume_size = h.volume_size;
   header.chunk_size = new_chunk;
   header.daemon_sleep_ms = h.daemon_sleep_ms;

@@ -88,7 +88,7 @@ def body(case):
 
     doc = examine_json(bm)
     H.check_eq(doc["file"], str(bm), "file")
-    H.check_eq(doc["version"], 1, "version")
+    H.check_eq(doc["version"], 2, "version")
     H.check_eq(doc["state"], "running", "state after SIGKILL")
     H.check_eq(doc["clean"], False, "clean after SIGKILL")
     H.check_eq(doc["chunk_size"], CHUNK, "chunk_size")
@@ -103,7 +103,7 @@ def body(case):
 
     text = examine(bm).stdout
     H.log("examine:\n" + text)
-    for want in (f"Filename : {bm}", "Magic : BLKRBMP", "Version : 1",
+    for want in (f"Filename : {bm}", "Magic : BLKRBMP", "Version : 2",
                  f"Volume UUID : {identity[0]}", f"Generation : {identity[1]}",
                  "State : Running or crashed (not cleanly stopped)",
                  "Chunksize : 64 KiB (65536 bytes)", "Daemon : 1s flush period",

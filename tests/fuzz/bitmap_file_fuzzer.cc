@@ -30,12 +30,17 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 namespace {
 
 // The on-disk layout of common/bitmap/bitmap_file.cc: two 4 KiB header slots whose first 104
-// bytes are covered by an XXH3 stored right after them, then 4 KiB page blocks of 4080 bytes of
+// (version 1) or 152 (version 2, the u32 at offset 8) bytes are covered by an XXH3 stored right
+// after them, then 4 KiB page blocks of 4080 bytes of
 // bits followed by the XXH3 of those bits and the page index.
-constexpr size_t kBlock = 4096, kHeaderChecked = 104, kPageBits = 4080;
+constexpr size_t kBlock = 4096, kPageBits = 4080;
 
 void FixChecksums(std::vector<uint8_t>& file) {
   for (size_t slot = 0; slot < 2 * kBlock; slot += kBlock) {
+    if (file.size() < slot + 12) break;
+    uint32_t version;
+    std::memcpy(&version, file.data() + slot + 8, sizeof version);
+    const size_t kHeaderChecked = version == 1 ? 104 : 152;
     if (file.size() < slot + kHeaderChecked + 8) break;
     const uint64_t sum = XXH3_64bits(file.data() + slot, kHeaderChecked);
     std::memcpy(file.data() + slot + kHeaderChecked, &sum, 8);
