@@ -72,4 +72,24 @@ int RunResolveCommand(const std::string& admin_socket, const std::string& volume
   return 0;
 }
 
+int RunSwitchoverCommand(const std::string& admin_socket, const std::string& volume,
+                         double timeout_seconds, bool json) {
+  AdminClient client(admin_socket);
+  admin::SwitchoverRequest request;
+  request.set_volume(volume);
+  request.set_timeout_seconds(timeout_seconds);
+  admin::SwitchoverReply reply;
+  auto context =
+      client.NewContext(static_cast<int>(timeout_seconds > 0 ? timeout_seconds : 60) + 60);
+  grpc::Status status = client.stub()->Switchover(context.get(), request, &reply);
+  if (!status.ok()) return client.ReportFailure(status);
+  if (json) {
+    printf("%s\n", MessageToJson(reply).c_str());
+    return 0;
+  }
+  printf("switched over: clients reconnect to nbd://%s/%s\n%s\n",
+         reply.new_primary_nbd_address().c_str(), volume.c_str(), reply.note().c_str());
+  return 0;
+}
+
 }  // namespace blockrepl

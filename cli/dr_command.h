@@ -2,6 +2,7 @@
 //   promote  serve a replica as a primary (on its repl-secondary)
 //   demote   make a promoted volume a replica again
 //   resolve  after a split brain: whose writes since the split to give up
+//   switchover  planned swap of a healthy pair
 // Each returns replctl's exit code.
 #pragma once
 
@@ -23,5 +24,10 @@ int RunDemoteCommand(const std::string& admin_socket, const std::string& volume,
 // `discard` is "local" or "remote".
 int RunResolveCommand(const std::string& admin_socket, const std::string& volume,
                       const std::string& discard, bool json);
+
+// On the primary's agent: drain, hand the volume to the secondary, print
+// where clients reconnect.
+int RunSwitchoverCommand(const std::string& admin_socket, const std::string& volume,
+                         double timeout_seconds, bool json);
 
 }  // namespace blockrepl

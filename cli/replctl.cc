@@ -145,7 +145,22 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"local", "remote"}));
   resolve->add_flag("--json", json, "print the result as JSON");
 
+  double switchover_timeout = 60;
+  CLI::App* switchover = app.add_subcommand(
+      "switchover",
+      "planned swap of a healthy pair, on the primary: hold writes, make the secondary "
+      "identical, hand the volume over; clients reconnect to the address printed");
+  switchover->add_option("VOLUME", volume, "the volume")->required();
+  switchover->add_option("--timeout", switchover_timeout,
+                         "seconds to wait for the secondary to be in sync (writes wait meanwhile)")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str();
+  switchover->add_flag("--json", json, "print the result as JSON");
+
   if (int code = blockrepl::ParseOrExitCode(app, argc, argv); code >= 0) return code;
+  if (switchover->parsed()) {
+    return blockrepl::RunSwitchoverCommand(admin_socket, volume, switchover_timeout, json);
+  }
   if (promote->parsed()) return blockrepl::RunPromoteCommand(admin_socket, promote_args, json);
   if (demote->parsed()) {
     return blockrepl::RunDemoteCommand(admin_socket, volume, demote_force, demote_timeout, json);

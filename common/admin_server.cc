@@ -84,6 +84,13 @@ class AdminService final : public admin::Admin::Service {
     return ToGrpc(result.status());
   }
 
+  grpc::Status Switchover(grpc::ServerContext*, const admin::SwitchoverRequest* request,
+                      admin::SwitchoverReply* reply) override {
+    auto result = handler_->Switchover(*request);
+    if (result.ok()) *reply = *result;
+    return ToGrpc(result.status());
+  }
+
  private:
   AdminHandler* const handler_;
 };
@@ -158,6 +165,11 @@ absl::StatusOr<admin::DemoteReply> AdminHandler::Demote(const admin::DemoteReque
 
 absl::StatusOr<admin::ResolveReply> AdminHandler::Resolve(const admin::ResolveRequest&) {
   return absl::UnimplementedError("this agent cannot resolve a split brain");
+}
+
+absl::StatusOr<admin::SwitchoverReply> AdminHandler::Switchover(const admin::SwitchoverRequest&) {
+  return absl::FailedPreconditionError(
+      "switchover runs on the volume's primary (it hands the volume to its secondary)");
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& socket_path,

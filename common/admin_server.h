@@ -29,6 +29,8 @@ class AdminHandler {
   virtual absl::StatusOr<admin::PromoteReply> Promote(const admin::PromoteRequest& request);
   virtual absl::StatusOr<admin::DemoteReply> Demote(const admin::DemoteRequest& request);
   virtual absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request);
+  virtual absl::StatusOr<admin::SwitchoverReply> Switchover(
+      const admin::SwitchoverRequest& request);
 };
 
 class AdminServer {

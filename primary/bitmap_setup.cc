@@ -89,6 +89,13 @@ absl::StatusOr<OpenedBitmap> OpenBitmap(const BitmapSpec& spec, uint64_t volume_
   }
   std::unique_ptr<BitmapFile> file = std::move(file_or).value();
   const BitmapHeader header = file->header();
+  if ((header.state & BitmapHeader::kStateHandedOver) && !spec.force_full_resync) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "bitmap file ", spec.path, ": this store was handed over to its secondary in a planned "
+        "switchover (`replctl switchover`), which serves the volume now. Run repl-secondary on "
+        "this store with --bitmap=", spec.path, " to make it that primary's replica (README: "
+        "\"Disaster recovery runbook\"). Nothing was written."));
+  }
   OpenedBitmap opened;
   opened.file = file.get();
   opened.volume_uuid = header.volume_uuid;

@@ -95,4 +95,25 @@ absl::StatusOr<admin::ResolveReply> PrimaryAdmin::Resolve(const admin::ResolveRe
   return reply;
 }
 
+absl::StatusOr<admin::SwitchoverReply> PrimaryAdmin::Switchover(
+    const admin::SwitchoverRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  const absl::Duration timeout = request.timeout_seconds() > 0
+                                     ? absl::Seconds(request.timeout_seconds())
+                                     : absl::Seconds(60);
+  auto new_primary = (*volume)->HandOver(timeout);
+  if (!new_primary.ok()) return new_primary.status();
+  admin::SwitchoverReply reply;
+  reply.set_new_primary_nbd_address(*new_primary);
+  reply.set_this_side("handed-over");
+  const PrimaryVolumeOptions& o = (*volume)->options();
+  reply.set_note(absl::StrCat(
+      "this repl-primary no longer serves '", o.volume, "'. To make this store the new "
+      "primary's replica, stop repl-primary and run: repl-secondary --volume ", o.volume,
+      " --store ", o.store_path, o.bitmap.path.empty() ? "" : " --bitmap " + o.bitmap.path,
+      " --listen HOST:PORT (the new primary's --peer) --admin-socket ..."));
+  return reply;
+}
+
 }  // namespace blockrepl

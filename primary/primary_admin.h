@@ -22,6 +22,8 @@ class PrimaryAdmin : public AdminHandler {
       const admin::ConnectionRequest& request) override;
   absl::StatusOr<admin::VerifyReply> Verify(const admin::VerifyRequest& request) override;
   absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request) override;
+  absl::StatusOr<admin::SwitchoverReply> Switchover(
+      const admin::SwitchoverRequest& request) override;
 
  private:
   absl::StatusOr<PrimaryVolume*> Find(const std::string& name);

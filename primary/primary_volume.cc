@@ -110,6 +110,49 @@ void PrimaryVolume::Shutdown() {
   if (!s.ok()) LogError(s.message());
 }
 
+absl::StatusOr<std::string> PrimaryVolume::HandOver(absl::Duration timeout) {
+  absl::MutexLock one_at_a_time(&rescale_mu_);
+  const std::string new_primary = replicator_->peer_promote_nbd_listen();
+  if (new_primary.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the secondary ", replicator_->peer(), " cannot serve volume '", options_.volume,
+        "' (not connected, or started without --nbd-listen for it)"));
+  }
+  // Quiesce as a rescale does: every write already in the pipeline
+  // finishes, new ones wait here (and fail once the volume is closed).
+  RangeLock::Holder everything = range_lock_.Lock(0, ~uint64_t{0});
+  RETURN_IF_ERROR(WaitPeerInSync(timeout));
+  ReplicationTicket handover = replicator_->SubmitBarrier(replication::Op::HANDOVER);
+  const bool acknowledged = replicator_->Wait(handover, Replicator::WaitFor::kDurable);
+  // Past this point the secondary may be serving: never write here again,
+  // even when the acknowledgement was lost (two primaries would be worse).
+  volume_->Close(absl::StrCat("volume '", options_.volume, "' was handed over to ",
+                              new_primary, " (planned switchover): reconnect there"));
+  everything.Release();
+  Shutdown();
+  if (BitmapFile* file = opened_bitmap_.file; file != nullptr) {
+    BitmapHeader header = file->header();
+    header.state |= BitmapHeader::kStateHandedOver;
+    if (absl::Status s = file->WriteHeader(header); !s.ok()) {
+      LogError("switchover: cannot mark the bitmap file handed over: ", s.message(),
+               "; do not restart repl-primary on this store");
+    }
+  }
+  {
+    absl::MutexLock lock(&handover_mu_);
+    handed_over_to_ = new_primary;
+  }
+  if (!acknowledged) {
+    return absl::UnavailableError(absl::StrCat(
+        "the HANDOVER was sent but its acknowledgement was lost: this side stopped serving "
+        "anyway; check the secondary (`replctl status` there) and `replctl promote` it if it did "
+        "not take over"));
+  }
+  LogInfo("volume '", options_.volume, "' handed over to the secondary; clients reconnect to ",
+          new_primary);
+  return new_primary;
+}
+
 absl::Status PrimaryVolume::WaitPeerInSync(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   std::string missing;
@@ -148,7 +191,11 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   const Resyncer::Progress p = resyncer_->progress();
   admin::VolumeStatus s;
   s.set_name(options_.volume);
-  s.set_role("primary");
+  {
+    absl::MutexLock lock(&handover_mu_);
+    s.set_role(handed_over_to_.empty() ? "primary" : "handed-over");
+    s.set_nbd_address(handed_over_to_);
+  }
   s.set_connection(ConnectionStateName(r.connection));
   const bool connected = r.connection == Replicator::ConnectionState::kConnected;
   if (connected && (p.active || counts.needs_sync_chunks > 0 || !r.peer_consistent)) {

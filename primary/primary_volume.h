@@ -81,6 +81,13 @@ class PrimaryVolume {
   // peer's. For the next handshake only.
   void Resolve(DiscardChoice discard) { replicator_->SetResolution(discard); }
   DataHistory history() const { return history_->Get(); }
+  // Planned switchover (`replctl switchover`): holds client writes back,
+  // waits until the secondary holds everything, hands the volume over
+  // (HANDOVER op, durable on the secondary), then closes this side for good:
+  // client I/O fails, the bitmap file says "handed over" (repl-primary will
+  // not serve it again), replication stops. Returns where the new primary
+  // serves clients. On a timeout nothing changed and writes resume.
+  absl::StatusOr<std::string> HandOver(absl::Duration timeout);
   // For a demotion or switchover (client writes already stopped): waits up
   // to `timeout` until the secondary is connected, consistent, holds every
   // write durably and nothing is flagged; then records that the history
@@ -109,6 +116,8 @@ class PrimaryVolume {
   absl::Notification stop_daemon_;
   std::thread daemon_;
   absl::Mutex rescale_mu_;         // one rescale at a time
+  mutable absl::Mutex handover_mu_;
+  std::string handed_over_to_ ABSL_GUARDED_BY(handover_mu_);  // set once by HandOver
   bool started_ = false;    // Start() ran: threads exist
   bool shut_down_ = false;
 };

@@ -1,5 +1,7 @@
 #include "primary/replicating_volume.h"
 
+#include "common/status_macros.h"
+
 namespace blockrepl {
 
 using replication::Op;
@@ -10,7 +12,20 @@ ReplicatingVolume::ReplicatingVolume(BlockDevice* local, WriteIntentBitmap* bitm
     : local_(local), bitmap_(bitmap), replicator_(replicator), range_lock_(range_lock),
       sync_(sync), history_(history) {}
 
+void ReplicatingVolume::Close(const std::string& why) {
+  absl::MutexLock lock(&error_mu_);
+  closed_reason_ = why;
+  closed_.store(true, std::memory_order_release);
+}
+
+absl::Status ReplicatingVolume::CheckOpen() const {
+  if (!closed_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&error_mu_);
+  return absl::UnavailableError(closed_reason_);
+}
+
 absl::Status ReplicatingVolume::Read(uint64_t offset, absl::Span<char> out) {
+  RETURN_IF_ERROR(CheckOpen());
   absl::Status status = local_->Read(offset, out);
   return status.ok() ? status : NoteStoreError(std::move(status));
 }
@@ -45,6 +60,7 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
   if (length == 0) return absl::OkStatus();
   ChunkRange chunks;
   RangeLock::Holder hold = LockChunks(offset, length, &chunks);
+  RETURN_IF_ERROR(CheckOpen());  // after the wait: a switchover may have run meanwhile
   if (history_ != nullptr) {
     // Before the bit and the data: a crash must not leave a write made
     // alone without the record that this side wrote alone.
@@ -101,6 +117,7 @@ absl::Status ReplicatingVolume::WriteZeroes(uint64_t offset, uint64_t length, bo
 absl::Status ReplicatingVolume::Flush() {
   // Every write replied before this flush was already handed to the stream,
   // so the barrier orders after all of them.
+  RETURN_IF_ERROR(CheckOpen());
   absl::Status status = local_->Flush();
   if (!status.ok()) return NoteStoreError(std::move(status));
   ReplicationTicket barrier = replicator_->SubmitBarrier();

@@ -40,11 +40,17 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
 
+  // Planned switchover: from now on every call fails with `why` (the volume
+  // is served elsewhere). Writes waiting for the range lock fail too.
+  void Close(const std::string& why);
+
   // Local store calls that failed (the client got the error), and the latest message.
   uint64_t store_errors() const { return store_errors_.load(std::memory_order_relaxed); }
   std::string last_store_error() const;
 
  private:
+  // Unavailable after Close(), else OK.
+  absl::Status CheckOpen() const;
   // Counts a failed local store call; returns `status` unchanged.
   absl::Status NoteStoreError(absl::Status status);
   // Locks the chunks of a byte range under the current bitmap layout.
@@ -61,6 +67,8 @@ class ReplicatingVolume : public BlockDevice {
   RangeLock* const range_lock_;
   const bool sync_;
   HistoryKeeper* const history_;
+  std::atomic<bool> closed_{false};
+  std::string closed_reason_ ABSL_GUARDED_BY(error_mu_);
 
   std::atomic<uint64_t> store_errors_{0};
   mutable absl::Mutex error_mu_;

@@ -185,8 +185,9 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   hello->set_volume(options_.volume);
   hello->set_size_bytes(options_.size_bytes);
   hello->set_chunk_size(options_.chunk_size);
-  const DataHistory history =
-      options_.history != nullptr ? options_.history->Get() : DataHistory{options_.generation};
+  const DataHistory history = options_.history != nullptr
+                                  ? options_.history->Get()
+                                  : DataHistory{options_.generation, "", {}};
   DiscardChoice resolution;
   {
     absl::MutexLock lock(&mu_);
@@ -294,6 +295,7 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   stats_.peer_consistent = hr.consistent() && !full_sync;
   stats_.last_error.clear();
   stats_.split_brain = false;
+  peer_promote_nbd_listen_ = hr.promote_nbd_listen();
   if (resolution != DiscardChoice::kNone && resolution_ == resolution) {
     resolution_ = DiscardChoice::kNone;  // one-shot: it served this handshake
     stats_.resolution = DiscardChoice::kNone;

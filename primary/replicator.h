@@ -153,6 +153,12 @@ class Replicator {
   uint64_t WaitUntilConnected(absl::Duration timeout);
   Snapshot snapshot() const;
   std::string peer() const { return channel_->peer(); }
+  // Where the connected secondary would serve the volume if promoted (its
+  // --nbd-listen, from the handshake); "" when not connected or none.
+  std::string peer_promote_nbd_listen() const {
+    absl::MutexLock lock(&mu_);
+    return live_connection_ != 0 ? peer_promote_nbd_listen_ : std::string();
+  }
   // Time from handing a write (or resync chunk) to the stream until the
   // secondary acks it as applied: the WAN round trip plus queueing.
   const LatencyHistogram& ack_latency() const { return ack_latency_; }
@@ -214,6 +220,7 @@ class Replicator {
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> verify_results_ ABSL_GUARDED_BY(mu_);
   bool operator_disconnected_ ABSL_GUARDED_BY(mu_) = false;
   DiscardChoice resolution_ ABSL_GUARDED_BY(mu_) = DiscardChoice::kNone;
+  std::string peer_promote_nbd_listen_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> peer_following_{false};
   bool ahead_ ABSL_GUARDED_BY(mu_) = false;  // pull-ahead in effect (see ReplicatorOptions)
   // Since when the window has been at least 3/4 full without a break

@@ -134,6 +134,7 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
   reply.set_discard_secondary(resolution_ == DiscardChoice::kSecondary);
   reply.set_discard_primary(resolution_ == DiscardChoice::kPrimary);
   reply.set_followed_generation(meta_.followed_generation);
+  reply.set_promote_nbd_listen(promote_nbd_listen_);
   if (decision.kind == SyncDecision::Kind::kRefuse) {
     stats_.split_brain = decision.split_brain;
     reply.set_split_brain(decision.split_brain);
@@ -204,9 +205,24 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
                                                    " is not after seq ", previous_seq));
   }
   const uint64_t size = store_->Size();
+  if (handover_pending_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("op seq ", op.seq(), " after HANDOVER: this volume is the primary now"));
+  }
   switch (op.kind()) {
     case Op::BARRIER:
     case Op::RESYNC_DONE:
+      return absl::OkStatus();
+    case Op::HANDOVER:
+      if (!meta_.consistent) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "op seq ", op.seq(), ": HANDOVER to an inconsistent image (a resync is running)"));
+      }
+      if (promote_nbd_listen_.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "op seq ", op.seq(), ": HANDOVER, but volume '", volume_,
+            "' has no --nbd-listen here to serve clients on"));
+      }
       return absl::OkStatus();
     case Op::RESYNC_BEGIN:
       if (!op.data().empty() || op.length() != 0) {
@@ -285,6 +301,20 @@ absl::Status Applier::ApplyOp(const Op& op) {
       return store_->Flush();
     case Op::RESYNC_BEGIN:
       return absl::OkStatus();  // ApplyBatch marked the image inconsistent already
+    case Op::HANDOVER:
+      // Everything before is durable once the flush returns; from the saved
+      // meta on, this store is the volume's primary (also after a crash).
+      RETURN_IF_ERROR(store_->Flush());
+      stats_.durable_seq = op.seq();
+      meta_.promoted = true;
+      meta_.promoted_nbd_listen = promote_nbd_listen_;
+      meta_.promoted_peer = promote_peer_;
+      RETURN_IF_ERROR(SaveMeta());
+      handover_pending_ = true;
+      stats_.promoted = true;
+      LogInfo("volume '", volume_, "': HANDOVER from the primary (planned switchover): this side "
+              "serves it on ", promote_nbd_listen_, " once the old primary's stream ends");
+      return absl::OkStatus();
     case Op::RESYNC_DONE: {
       RETURN_IF_ERROR(store_->Flush());
       meta_.consistent = true;
@@ -339,7 +369,9 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
       break;
     }
     stats_.applied_seq = op.seq();
-    if (op.kind() == Op::BARRIER || op.kind() == Op::RESYNC_DONE) stats_.durable_seq = op.seq();
+    if (op.kind() == Op::BARRIER || op.kind() == Op::RESYNC_DONE || op.kind() == Op::HANDOVER) {
+      stats_.durable_seq = op.seq();
+    }
     if (op.kind() == Op::WRITE || op.kind() == Op::TRIM || op.kind() == Op::WRITE_ZEROES) {
       stats_.applied_writes_total++;
       stats_.applied_bytes_total += op.data().size();
@@ -359,7 +391,19 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
 }
 
 void Applier::StreamEnded(const std::string& reason) {
-  absl::MutexLock lock(&mu_);
+  std::function<void()> promote;
+  {
+    absl::MutexLock lock(&mu_);
+    StreamEndedLocked(reason);
+    if (handover_pending_) {
+      handover_pending_ = false;
+      promote = on_handover_;
+    }
+  }
+  if (promote) promote();
+}
+
+void Applier::StreamEndedLocked(const std::string& reason) {
   stats_.connected = false;
   // Only durable ops count after a crash; save what we know now.
   absl::Status s = store_->Flush();

@@ -8,6 +8,7 @@
 // Thread-safe; the ReplicaService feeds it one stream at a time.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,6 +87,17 @@ class Applier {
   // promoted volume can open it. Returns the meta as saved.
   absl::StatusOr<ReplicaMeta> Promote(bool force, const std::string& nbd_listen,
                                       const std::string& peer, bool* rolled_back);
+  // Planned switchover: where this replica serves the volume when a HANDOVER
+  // makes it the primary, where it then replicates to, and what runs the
+  // promotion once the old primary's stream has ended (not under any lock
+  // of the Applier).
+  void SetPromotion(std::string nbd_listen, std::string peer,
+                    std::function<void()> on_handover) {
+    absl::MutexLock lock(&mu_);
+    promote_nbd_listen_ = std::move(nbd_listen);
+    promote_peer_ = std::move(peer);
+    on_handover_ = std::move(on_handover);
+  }
   // A volume promoted before a restart: its bitmap file belongs to the
   // promoted volume (one writer per file).
   void ReleaseOwnBitmap() {
@@ -125,6 +137,7 @@ class Applier {
   std::vector<replication::ByteRange> OwnWrites() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ClearOwnWrites() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RollBackLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StreamEndedLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AttachOwnBitmap(std::unique_ptr<BitmapFile> own_bitmap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -142,6 +155,10 @@ class Applier {
   std::unique_ptr<BitmapFile> own_bitmap_ ABSL_GUARDED_BY(mu_);
   bool own_writes_pending_ ABSL_GUARDED_BY(mu_) = false;  // own_bitmap_ has bits set
   DiscardChoice resolution_ ABSL_GUARDED_BY(mu_) = DiscardChoice::kNone;
+  std::string promote_nbd_listen_ ABSL_GUARDED_BY(mu_);
+  std::string promote_peer_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> on_handover_ ABSL_GUARDED_BY(mu_);
+  bool handover_pending_ ABSL_GUARDED_BY(mu_) = false;  // HANDOVER applied, stream not ended
 };
 
 }  // namespace blockrepl

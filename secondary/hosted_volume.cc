@@ -71,16 +71,42 @@ absl::StatusOr<admin::DemoteReply> HostedVolume::Demote(const admin::DemoteReque
   auto reply = promoted_->StopForDemotion(request.force(), timeout);
   if (!reply.ok()) return reply.status();
   promoted_.reset();
-  // The bitmap file now holds the promoted history and the chunks the peer
-  // may lack (none unless --force): the replica reports both at the next
-  // handshake.
+  if (absl::Status s = BecomeReplica(); !s.ok()) return s;
+  LogInfo("volume '", name(), "' demoted: a replica again",
+          reply->peer_in_sync() ? " (the peer holds everything)" : "");
+  return reply;
+}
+
+absl::Status HostedVolume::BecomeReplica() {
+  // The bitmap file holds the promoted history and the chunks the peer may
+  // lack (none unless forced): the replica reports both at the next handshake.
   auto own = replica_->OpenOwnBitmap();
   if (!own.ok()) return own.status();
   DataHistory history = applier()->meta().history();
   if (*own != nullptr) history = (*own)->header().history();
-  if (absl::Status s = applier()->Demote(history, std::move(own).value()); !s.ok()) return s;
-  LogInfo("volume '", name(), "' demoted: a replica again, following data generation ",
-          history.current, reply->peer_in_sync() ? " (the peer holds everything)" : "");
+  LogInfo("volume '", name(), "': a replica again, following data generation ", history.current);
+  return applier()->Demote(history, std::move(own).value());
+}
+
+absl::StatusOr<admin::SwitchoverReply> HostedVolume::Switchover(
+    const admin::SwitchoverRequest& request) {
+  absl::MutexLock lock(&mu_);
+  if (promoted_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume '", name(), "' is a replica here: run the switchover on its primary"));
+  }
+  const absl::Duration timeout = request.timeout_seconds() > 0
+                                     ? absl::Seconds(request.timeout_seconds())
+                                     : absl::Seconds(60);
+  auto new_primary = promoted_->HandOver(timeout);
+  if (!new_primary.ok() && promoted_->volume() != nullptr) return new_primary.status();
+  promoted_.reset();
+  if (absl::Status s = BecomeReplica(); !s.ok()) return s;
+  if (!new_primary.ok()) return new_primary.status();
+  admin::SwitchoverReply reply;
+  reply.set_new_primary_nbd_address(*new_primary);
+  reply.set_this_side("replica");
+  reply.set_note("this side is the new primary's replica");
   return reply;
 }
 

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "admin.pb.h"
 #include "common/admin_server.h"
+#include "common/log.h"
 #include "common/tls/tls_options.h"
 #include "secondary/promoted_volume.h"
 #include "secondary/replica_volume.h"
@@ -29,7 +30,13 @@ class HostedVolume {
       : options_(std::move(options)),
         tls_(std::move(tls)),
         peer_timeout_s_(peer_timeout_s),
-        replica_(std::move(replica)) {}
+        replica_(std::move(replica)) {
+    // A HANDOVER from the primary (its `replctl switchover`) promotes us
+    // once its stream has ended.
+    applier()->SetPromotion(options_.nbd_listen, options_.peer, [this] {
+      if (absl::Status s = ResumeIfPromoted(); !s.ok()) LogError("switchover: ", s.message());
+    });
+  }
   ~HostedVolume() { Shutdown(); }
 
   const std::string& name() const { return options_.volume; }
@@ -41,6 +48,9 @@ class HostedVolume {
   absl::StatusOr<admin::PromoteReply> Promote(const admin::PromoteRequest& request);
   absl::StatusOr<admin::DemoteReply> Demote(const admin::DemoteRequest& request);
   absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request);
+  // Planned switchover of a promoted volume: hands it to the peer and
+  // becomes its replica. (A replica is promoted by the HANDOVER op instead.)
+  absl::StatusOr<admin::SwitchoverReply> Switchover(const admin::SwitchoverRequest& request);
 
   bool promoted() const {
     absl::ReaderMutexLock lock(&mu_);
@@ -64,6 +74,8 @@ class HostedVolume {
 
  private:
   absl::Status NotPromoted() const;
+  // The promoted volume stopped (demote, switchover): a replica again.
+  absl::Status BecomeReplica() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::unique_ptr<AdminHandler> PromotedAdmin() ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const SecondaryVolumeOptions options_;

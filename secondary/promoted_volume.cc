@@ -37,6 +37,8 @@ absl::Status PrepareBitmapFile(const std::string& path, const ReplicaMeta& meta,
                      ", this replica to ", meta.volume_uuid, ": move it away to promote"));
   }
   header.set_history(meta.history());
+  // Handed over in an earlier switchover: it is this volume's primary again.
+  header.state &= ~BitmapHeader::kStateHandedOver;
   return file->WriteHeader(header);
 }
 
@@ -126,6 +128,22 @@ absl::StatusOr<admin::DemoteReply> PromotedVolume::StopForDemotion(bool force,
   volume_->Shutdown();
   volume_.reset();  // closes the store and the bitmap file
   return reply;
+}
+
+absl::StatusOr<std::string> PromotedVolume::HandOver(absl::Duration timeout) {
+  const std::string address = nbd_->address();
+  nbd_->Stop();  // clients are told by the disconnect; they reconnect to the new primary
+  nbd_.reset();
+  auto new_primary = volume_->HandOver(timeout);
+  if (!new_primary.ok() && volume_->Status().role() != "handed-over") {
+    absl::Status restarted = StartNbd(address);
+    return absl::Status(new_primary.status().code(),
+                        absl::StrCat(new_primary.status().message(), "; still the primary",
+                                     restarted.ok() ? "" : absl::StrCat(
+                                         " but serving again failed: ", restarted.message())));
+  }
+  volume_.reset();  // stopped by HandOver; closes the store and the bitmap file
+  return new_primary;
 }
 
 }  // namespace blockrepl

@@ -41,6 +41,10 @@ class PromotedVolume {
   // `timeout` for the peer to hold everything, then stops the volume. If
   // the peer is not in sync and !force, serves clients again and fails.
   absl::StatusOr<admin::DemoteReply> StopForDemotion(bool force, absl::Duration timeout);
+  // Planned switchover: stops serving clients, hands the volume to the peer
+  // (PrimaryVolume::HandOver) and stops it. Returns the new primary's NBD
+  // address. If the peer never got it (timeout), serves clients again.
+  absl::StatusOr<std::string> HandOver(absl::Duration timeout);
 
  private:
   PromotedVolume() = default;

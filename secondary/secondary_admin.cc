@@ -119,9 +119,12 @@ absl::StatusOr<admin::VerifyReply> SecondaryAdmin::Verify(const admin::VerifyReq
 absl::StatusOr<admin::PromoteReply> SecondaryAdmin::Promote(const admin::PromoteRequest& request) {
   auto volume = Find(request.volume());
   if (!volume.ok()) return volume.status();
-  // No new stream may start while the role changes (and a stream already
-  // running makes the promotion fail: two primaries).
-  return (*volume)->Promote(request);
+  // A stream already running makes the promotion fail (two primaries).
+  auto reply = (*volume)->Promote(request);
+  // An operator's `disconnect` of the replica role means nothing once it
+  // is a primary; a later demote must not come back silently refusing.
+  if (reply.ok()) service_->SetDisconnected((*volume)->name(), false).IgnoreError();
+  return reply;
 }
 
 absl::StatusOr<admin::DemoteReply> SecondaryAdmin::Demote(const admin::DemoteRequest& request) {
@@ -134,6 +137,13 @@ absl::StatusOr<admin::ResolveReply> SecondaryAdmin::Resolve(const admin::Resolve
   auto volume = Find(request.volume());
   if (!volume.ok()) return volume.status();
   return (*volume)->Resolve(request);
+}
+
+absl::StatusOr<admin::SwitchoverReply> SecondaryAdmin::Switchover(
+    const admin::SwitchoverRequest& request) {
+  auto volume = Find(request.volume());
+  if (!volume.ok()) return volume.status();
+  return (*volume)->Switchover(request);
 }
 
 }  // namespace blockrepl

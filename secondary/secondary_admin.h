@@ -31,6 +31,8 @@ class SecondaryAdmin : public AdminHandler {
   absl::StatusOr<admin::PromoteReply> Promote(const admin::PromoteRequest& request) override;
   absl::StatusOr<admin::DemoteReply> Demote(const admin::DemoteRequest& request) override;
   absl::StatusOr<admin::ResolveReply> Resolve(const admin::ResolveRequest& request) override;
+  absl::StatusOr<admin::SwitchoverReply> Switchover(
+      const admin::SwitchoverRequest& request) override;
 
  private:
   absl::StatusOr<HostedVolume*> Find(const std::string& name) const;

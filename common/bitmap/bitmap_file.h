@@ -29,6 +29,9 @@ struct BitmapHeader {
   static constexpr uint32_t kVersion = 2;  // 2 added diverged_from and older (1 still loads)
   static constexpr uint32_t kStateClean = 1;   // last stop was clean: bits are exact
   static constexpr uint32_t kStateStale = 2;   // bits cannot be trusted: full resync
+  // Planned switchover: the peer is the primary now and this store its
+  // replica-to-be; repl-primary refuses to serve it (two primaries).
+  static constexpr uint32_t kStateHandedOver = 4;
 
   uint32_t version = kVersion;
   uint64_t sequence = 0;           // higher slot wins
