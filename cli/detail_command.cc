@@ -46,6 +46,16 @@ std::string FormatVolumeDetail(const admin::VolumeStatus& v) {
        v.consistent() ? "consistent (a state the primary had at a flush)"
                       : "INCONSISTENT (a resync is incomplete)");
   Line(&out, "Generation", v.generation().empty() ? "-" : v.generation());
+  Line(&out, "Diverged from",
+       v.diverged_from().empty()
+           ? std::string("- (nothing written on its own since it was last in sync)")
+           : absl::StrCat(v.diverged_from(), " (written on its own since)"));
+  if (v.promoted()) Line(&out, "Promoted", absl::StrCat("yes: served on nbd ", v.nbd_address()));
+  if (v.split_brain()) {
+    Line(&out, "Split brain",
+         "YES: both sides wrote on their own; `replctl resolve VOLUME --discard=local|remote`");
+  }
+  if (!v.resolution().empty()) Line(&out, "Resolution", v.resolution() + " (next handshake)");
   if (primary) {
     Line(&out, "Volume UUID", v.volume_uuid().empty() ? "-" : v.volume_uuid());
     Line(&out, "Bitmap", absl::StrCat(v.bitmap_file().empty() ? "in memory" : v.bitmap_file(),

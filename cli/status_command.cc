@@ -20,6 +20,10 @@ std::string FormatVolumeStatus(const admin::VolumeStatus& v) {
   if (v.role() == "primary") absl::StrAppend(&out, ", ", v.mode());
   if (v.role() == "secondary") absl::StrAppend(&out, v.consistent() ? ", consistent" : ", INCONSISTENT");
   if (v.disconnected_by_operator()) absl::StrAppend(&out, " (by the operator: replctl connect)");
+  if (v.promoted()) absl::StrAppend(&out, ", PROMOTED (nbd ", v.nbd_address(), ")");
+  if (v.role() == "handed-over") absl::StrAppend(&out, " to nbd ", v.nbd_address());
+  if (v.split_brain()) absl::StrAppend(&out, ", SPLIT BRAIN (replctl resolve)");
+  if (!v.resolution().empty()) absl::StrAppend(&out, ", resolution ", v.resolution(), " pending");
   absl::StrAppend(&out, "\n");
   absl::StrAppendFormat(&out, "      %s (%d bytes) store %s, peer %s\n", FormatBytes(v.size_bytes()),
                         v.size_bytes(), v.store(), v.peer().empty() ? "-" : v.peer());

@@ -184,5 +184,127 @@ TEST(ReplicaMetaTest, CorruptFileIsDataLossNamingTheFile) {
   unlink(path);
 }
 
+// ---- data history (disaster recovery) -------------------------------------------------------
+
+class ApplierHistoryTest : public ApplierTest {
+ protected:
+  // A replica that followed "g1", then (promoted) wrote on its own: g2 diverged from g1, with
+  // chunk 3 of 64 KiB flagged in its own bitmap file.
+  void MakeDivergedReplica() {
+    BitmapHeader header;
+    header.volume_uuid = std::string(32, 'a');
+    header.generation = std::string(32, '2');
+    header.diverged_from = std::string(32, '1');
+    header.volume_size = kSize;
+    header.chunk_size = 65536;
+    auto file = BitmapFile::Create(dir_.File("own.bm"), header);
+    ASSERT_TRUE(file.ok()) << file.status();
+    ASSERT_TRUE((*file)->WritePages({BitmapPage{0, [] {
+                                                  std::vector<uint64_t> w(kWordsPerPage, 0);
+                                                  w[0] = 1u << 3;
+                                                  return w;
+                                                }()}})
+                    .ok());
+    file->reset();
+    ReplicaMeta meta;
+    meta.volume = "vol";
+    meta.size_bytes = kSize;
+    meta.volume_uuid = header.volume_uuid;
+    meta.set_history(header.history());
+    auto reopened = BitmapFile::Open(dir_.File("own.bm"));
+    ASSERT_TRUE(reopened.ok());
+    applier_ = std::make_unique<Applier>("vol", &store_, meta_path_, meta, nullptr,
+                                         std::move(reopened).value());
+  }
+  replication::Hello PrimaryHello(const std::string& current, const std::string& diverged) {
+    replication::Hello h = Hello("vol", kSize);
+    h.set_generation(current);
+    h.set_diverged_from(diverged);
+    h.set_volume_uuid(std::string(32, 'a'));
+    return h;
+  }
+};
+
+TEST_F(ApplierHistoryTest, SplitBrainIsRefusedWithoutTouchingAnything) {
+  MakeDivergedReplica();
+  const std::string before = store_.Contents();
+  replication::HelloReply r =
+      applier_->HandleHello(PrimaryHello(std::string(32, '3'), std::string(32, '1')), "peer");
+  EXPECT_FALSE(r.accepted());
+  EXPECT_TRUE(r.split_brain());
+  EXPECT_NE(r.error().find("split brain"), std::string::npos);
+  EXPECT_TRUE(applier_->snapshot().split_brain);
+  EXPECT_EQ(ReplicaMeta::Load(meta_path_).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.Contents(), before);
+}
+
+TEST_F(ApplierHistoryTest, DiscardLocalAcceptsAndReportsOwnWrites) {
+  MakeDivergedReplica();
+  applier_->SetResolution(DiscardChoice::kSecondary);  // `replctl resolve --discard=local`
+  replication::HelloReply r =
+      applier_->HandleHello(PrimaryHello(std::string(32, '3'), std::string(32, '1')), "peer");
+  ASSERT_TRUE(r.accepted()) << r.error();
+  EXPECT_EQ(r.diverged_from(), std::string(32, '1'));
+  ASSERT_EQ(r.own_writes_size(), 1);
+  EXPECT_EQ(r.own_writes(0).offset(), 3u * 65536);
+  EXPECT_EQ(r.own_writes(0).length(), 65536u);
+  // It follows the primary now, but is not a state of it until the resync ends.
+  auto meta = ReplicaMeta::Load(meta_path_);
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->followed_generation, std::string(32, '3'));
+  EXPECT_EQ(meta->diverged_from, "");
+  EXPECT_FALSE(meta->consistent);
+  replication::Batch batch;
+  *batch.add_ops() = MakeOp(1, Op::RESYNC, 3 * 65536, 4, "abcd");
+  *batch.add_ops() = MakeOp(2, Op::RESYNC_DONE, 0, 0);
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(batch, &ack).ok());
+  EXPECT_TRUE(applier_->snapshot().consistent);
+  EXPECT_EQ(applier_->snapshot().own_write_chunks, 0u);
+  auto own = BitmapFile::Open(dir_.File("own.bm"), /*read_only=*/true);
+  ASSERT_TRUE(own.ok());
+  for (uint64_t w : (*own)->loaded_bits()) EXPECT_EQ(w, 0u);
+}
+
+TEST_F(ApplierHistoryTest, PromotedReplicaRefusesEveryPrimary) {
+  MakeDivergedReplica();
+  bool rolled_back = true;
+  auto meta = applier_->Promote(false, "127.0.0.1:1", "", &rolled_back);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_FALSE(rolled_back);
+  EXPECT_TRUE(meta->promoted);
+  replication::HelloReply r =
+      applier_->HandleHello(PrimaryHello(std::string(32, '2'), ""), "peer");
+  EXPECT_FALSE(r.accepted());
+  EXPECT_NE(r.error().find("promoted"), std::string::npos);
+}
+
+TEST_F(ApplierHistoryTest, HandoverPromotesWhenTheStreamEnds) {
+  MakeDivergedReplica();
+  applier_->SetResolution(DiscardChoice::kSecondary);
+  ASSERT_TRUE(
+      applier_->HandleHello(PrimaryHello(std::string(32, '3'), std::string(32, '1')), "peer")
+          .accepted());
+  replication::Batch resync;
+  *resync.add_ops() = MakeOp(1, Op::RESYNC_DONE, 0, 0);
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(resync, &ack).ok());
+  replication::Batch handover;
+  *handover.add_ops() = MakeOp(2, Op::HANDOVER, 0, 0);
+  // Without an NBD address to serve on, a HANDOVER is refused.
+  EXPECT_FALSE(applier_->ApplyBatch(handover, &ack).ok());
+  int promotions = 0;
+  applier_->SetPromotion("127.0.0.1:10809", "127.0.0.1:10810", [&] { ++promotions; });
+  ASSERT_TRUE(applier_->ApplyBatch(handover, &ack).ok());
+  EXPECT_EQ(ack.durable_seq(), 2u);
+  EXPECT_TRUE(ReplicaMeta::Load(meta_path_)->promoted);
+  replication::Batch after;
+  *after.add_ops() = MakeOp(3, Op::BARRIER, 0, 0);
+  EXPECT_FALSE(applier_->ApplyBatch(after, &ack).ok());  // nothing may follow a HANDOVER
+  EXPECT_EQ(promotions, 0);
+  applier_->StreamEnded("done");
+  EXPECT_EQ(promotions, 1);
+}
+
 }  // namespace
 }  // namespace blockrepl

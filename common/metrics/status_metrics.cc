@@ -26,7 +26,12 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
               {"generation", s.generation()}, {"volume_uuid", s.volume_uuid()}},
              1);
   StateSet(out, "role", "This agent's role for the volume (state set).", v, s.role(),
-           {"primary", "secondary"});
+           {"primary", "secondary", "handed-over"});
+  out->Gauge("promoted", "1 when a replica was promoted and this agent serves it as the primary.",
+             vol, s.promoted() ? 1 : 0);
+  out->Gauge("split_brain",
+             "1 when the last handshake was refused because both sides wrote on their own.", vol,
+             s.split_brain() ? 1 : 0);
   StateSet(out, "connection_state", "Replication connection state (state set).", v,
            s.connection(), {"connected", "connecting", "disconnected"});
   out->Gauge("peer_connected", "1 when the replication stream to the peer is up.", vol,
