@@ -17,7 +17,7 @@ absl::Status HistoryKeeper::Diverge() {
   history_.Diverge(BitmapFile::NewId());
   if (absl::Status s = PersistLocked(); !s.ok()) {
     history_ = before;
-    return absl::UnavailableError(
+    return absl::InternalError(
         absl::StrCat("cannot record the new data generation in the bitmap file: ", s.message()));
   }
   diverged_.store(true, std::memory_order_release);

@@ -1,5 +1,6 @@
 #include "primary/primary_volume.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -89,10 +90,13 @@ void PrimaryVolume::Shutdown() {
   shut_down_ = true;
   resyncer_->Stop();
   // Close the epoch and give the secondary a moment to make it durable, so
-  // a cleanly stopped pair restarts with a clean bitmap.
-  replicator_->SubmitBarrier();
-  if (!replicator_->Drain(absl::Seconds(10))) {
-    LogWarning("stopping with writes not yet durable on the secondary; they stay flagged");
+  // a cleanly stopped pair restarts with a clean bitmap. (After a HANDOVER
+  // nothing may follow it in the stream, and everything is durable already.)
+  if (!handed_over_) {
+    replicator_->SubmitBarrier();
+    if (!replicator_->Drain(absl::Seconds(10))) {
+      LogWarning("stopping with writes not yet durable on the secondary; they stay flagged");
+    }
   }
   replicator_->Stop();
   stop_daemon_.Notify();
@@ -118,10 +122,14 @@ absl::StatusOr<std::string> PrimaryVolume::HandOver(absl::Duration timeout) {
         "the secondary ", replicator_->peer(), " cannot serve volume '", options_.volume,
         "' (not connected, or started without --nbd-listen for it)"));
   }
+  // First catch up with client writes still flowing (a resync may take a
+  // while); only then hold them back, for no longer than draining the
+  // window takes.
+  RETURN_IF_ERROR(WaitPeerInSync(timeout));
   // Quiesce as a rescale does: every write already in the pipeline
   // finishes, new ones wait here (and fail once the volume is closed).
   RangeLock::Holder everything = range_lock_.Lock(0, ~uint64_t{0});
-  RETURN_IF_ERROR(WaitPeerInSync(timeout));
+  RETURN_IF_ERROR(WaitPeerInSync(std::min(timeout, absl::Seconds(10))));
   ReplicationTicket handover = replicator_->SubmitBarrier(replication::Op::HANDOVER);
   const bool acknowledged = replicator_->Wait(handover, Replicator::WaitFor::kDurable);
   // Past this point the secondary may be serving: never write here again,
@@ -129,6 +137,7 @@ absl::StatusOr<std::string> PrimaryVolume::HandOver(absl::Duration timeout) {
   volume_->Close(absl::StrCat("volume '", options_.volume, "' was handed over to ",
                               new_primary, " (planned switchover): reconnect there"));
   everything.Release();
+  handed_over_ = true;  // Shutdown must not send a final barrier after the HANDOVER
   Shutdown();
   if (BitmapFile* file = opened_bitmap_.file; file != nullptr) {
     BitmapHeader header = file->header();

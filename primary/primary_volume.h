@@ -119,6 +119,7 @@ class PrimaryVolume {
   mutable absl::Mutex handover_mu_;
   std::string handed_over_to_ ABSL_GUARDED_BY(handover_mu_);  // set once by HandOver
   bool started_ = false;    // Start() ran: threads exist
+  bool handed_over_ = false;  // HandOver sent the HANDOVER (then calls Shutdown)
   bool shut_down_ = false;
 };
 

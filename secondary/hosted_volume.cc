@@ -7,8 +7,12 @@
 namespace blockrepl {
 
 absl::Status HostedVolume::ResumeIfPromoted() {
-  const ReplicaMeta meta = applier()->meta();
+  ReplicaMeta meta = applier()->meta();
   if (!meta.promoted) return absl::OkStatus();
+  // The agent's flags as they are now win over those recorded at the
+  // promotion (e.g. a --peer added once the other site is rebuilt).
+  if (!options_.nbd_listen.empty()) meta.promoted_nbd_listen = options_.nbd_listen;
+  if (!options_.peer.empty()) meta.promoted_peer = options_.peer;
   absl::MutexLock lock(&mu_);
   applier()->ReleaseOwnBitmap();
   auto promoted = PromotedVolume::Start(options_, meta, tls_, peer_timeout_s_);
@@ -35,6 +39,11 @@ absl::StatusOr<admin::PromoteReply> HostedVolume::Promote(const admin::PromoteRe
     return absl::InvalidArgumentError(absl::StrCat(
         "volume '", name(), "': where should clients connect? pass --nbd-listen HOST:PORT (or "
         "start repl-secondary with --nbd-listen for this volume)"));
+  }
+  if (!peer.empty()) {
+    if (absl::Status s = CheckTlsOptions(tls_, peer); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--peer ", peer, ": ", s.message()));
+    }
   }
   bool rolled_back = false;
   auto meta = applier()->Promote(request.force(), nbd_listen, peer, &rolled_back);

@@ -92,6 +92,13 @@ std::string Finish(Flags& f) {
   if (absl::Status s = CheckTlsOptions(tls, f.agent.listen); !s.ok()) {
     return std::string(s.message());
   }
+  // Once promoted, the volume replicates to --peer with the same credentials:
+  // the same rule against plaintext off loopback.
+  if (!f.volume.peer.empty()) {
+    if (absl::Status s = CheckTlsOptions(tls, f.volume.peer); !s.ok()) {
+      return absl::StrCat("--peer: ", s.message());
+    }
+  }
   return "";
 }
 

@@ -102,6 +102,10 @@ inline uint32_t NbdErrorFromStatus(const absl::Status& status) {
       return kErrNotSup;
     case absl::StatusCode::kPermissionDenied:
       return kErrPerm;
+    case absl::StatusCode::kUnavailable:
+      // The volume stopped being served here (a planned switchover): the
+      // spec's way to tell a client to go away and reconnect elsewhere.
+      return kErrShutdown;
     default:
       return kErrIo;
   }

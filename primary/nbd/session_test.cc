@@ -355,6 +355,7 @@ TEST(NbdErrorFromStatusTest, UsesWireValuesNotHostErrno) {
   EXPECT_EQ(NbdErrorFromStatus(absl::OutOfRangeError("")), 22u);
   EXPECT_EQ(NbdErrorFromStatus(absl::UnimplementedError("")), 95u);
   EXPECT_EQ(NbdErrorFromStatus(absl::PermissionDeniedError("")), 1u);
+  EXPECT_EQ(NbdErrorFromStatus(absl::UnavailableError("handed over")), 108u);  // ESHUTDOWN
   EXPECT_EQ(NbdErrorFromStatus(absl::DataLossError("")), 5u);
 }
 
