@@ -222,7 +222,7 @@ TEST_F(SessionTest, DeviceErrorsAreMappedToWireErrors) {
       {absl::OutOfRangeError("far"), kErrInval},
       {absl::UnimplementedError("no"), kErrNotSup},
       {absl::PermissionDeniedError("ro"), kErrPerm},
-      {absl::UnavailableError("replica gone"), kErrIo},
+      {absl::UnavailableError("volume handed over"), kErrShutdown},
       {absl::InternalError("disk"), kErrIo},
   };
   for (const Case& c : cases) {
