@@ -1,7 +1,8 @@
 #!/bin/bash
 # Install the Debian 12 packages blockrepl needs to build and test, but only those missing.
 # A fast no-op when everything is installed. Must run as root (or via sudo) when something is
-# missing. Usage: scripts/install-deps.sh [--build-only]
+# missing. Usage: scripts/install-deps.sh [--build-only | --bench]
+# (--bench: also what tests/bench/ compares against: QEMU's storage daemon, rsync, perf.)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -11,9 +12,14 @@ BUILD_DEPS=(cmake ninja-build pkg-config g++ ccache libgrpc++-dev protobuf-compi
 TEST_DEPS=(libnbd-bin python3-libnbd nbdkit qemu-utils fio curl socat delay pv procps prometheus
   python3-yaml systemd clang libclang-rt-14-dev)
 
+BENCH_DEPS=(qemu-system-common qemu-utils rsync linux-perf valgrind)
+
 pkgs=("${BUILD_DEPS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
   pkgs+=("${TEST_DEPS[@]}")
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  pkgs+=("${BENCH_DEPS[@]}")
 fi
 
 # One dpkg-query call for all packages (fast); packages dpkg has never heard of print nothing.

@@ -1,0 +1,340 @@
+#!/usr/bin/python3
+"""fio (its nbd engine) against blockrepl and its peers, in one run, on the same kind of file.
+
+    tests/bench/compare.py [--runtime S] [--rounds N] [--size SIZE] [--targets T,...]
+                           [--workloads W,...] [--json FILE] [--keep]
+
+Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
+  nbdkit         nbdkit's file plugin (unreplicated; the reference of every ratio)
+  qemu-nbd       qemu-nbd on a raw file (unreplicated)
+  qsd-background qemu-storage-daemon exporting a raw file, blockdev-mirror copy-mode=background
+                 to a replica served by nbdkit (QEMU's asynchronous replication)
+  qsd-blocking   the same with copy-mode=write-blocking (QEMU's synchronous replication)
+  repl-off       repl-primary whose secondary is down: NBD + write-intent bitmap, no stream
+  repl-async     repl-primary replicating to a local repl-secondary (default window)
+  repl-sync      repl-primary --sync to a local repl-secondary
+Workloads: seq1M_qd8 (1 MiB sequential write, QD 8), rand4K_qd1, rand4K_qd32, rand64K_qd16
+(random writes), read4K_qd32 (4 KiB random read). Targets take turns within each workload and
+reverse order from round to round, so machine drift hits all alike. Before each run a replicating
+target must have caught up (in sync / mirror converged), so runs do not overlap.
+
+Per run: MB/s, IOPS, p50/p99 completion latency, ratio of IOPS to nbdkit, CPU seconds of the
+target's processes per GiB written (utime+stime from /proc; for replicating targets both sides),
+and each process's peak RSS during the run (VmHWM, reset before the run). The table goes to
+stdout, the same as JSON to --json. At the end every replica is compared with its source byte for
+byte (cmp). Every process is stopped by PID. Installs what it needs with
+scripts/install-deps.sh --bench. Not a CI test: timings never decide pass/fail.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("BLOCKREPL_BIN", ROOT / "build" / "bin"))
+WORKLOADS = {
+    "seq1M_qd8": "--rw=write --bs=1M --iodepth=8",
+    "rand4K_qd1": "--rw=randwrite --bs=4k --iodepth=1 --randrepeat=1 --norandommap",
+    "rand4K_qd32": "--rw=randwrite --bs=4k --iodepth=32 --randrepeat=1 --norandommap",
+    "rand64K_qd16": "--rw=randwrite --bs=64k --iodepth=16 --randrepeat=1 --norandommap",
+    "read4K_qd32": "--rw=randread --bs=4k --iodepth=32 --randrepeat=1 --norandommap",
+}
+TARGETS = ["nbdkit", "qemu-nbd", "qsd-background", "qsd-blocking", "repl-off", "repl-async",
+           "repl-sync"]
+PROCS = []  # every process we started, stopped by PID at exit
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise SystemExit(f"bench: timed out waiting for {what}")
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn(argv, logfile):
+    p = subprocess.Popen([str(a) for a in argv], stdout=open(logfile, "w"),
+                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    PROCS.append(p)
+    return p
+
+
+def stop_all():
+    for p in PROCS:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in PROCS:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reset_peak_rss(pid):
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Qmp:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        self.f = self.sock.makefile("rw")
+        self.f.readline()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            r = json.loads(self.f.readline())
+            if "return" in r:
+                return r["return"]
+            if "error" in r:
+                raise SystemExit(f"bench: QMP {name}: {r['error']}")
+
+
+class Target:
+    """A running server: its NBD URI, the PIDs whose CPU and RSS count, and how to tell that its
+    replica (if any) has caught up and equals the source."""
+
+    def __init__(self, name, uri, pids, source=None, replica=None):
+        self.name, self.uri, self.pids = name, uri, pids
+        self.source, self.replica = source, replica
+        self.admin = None  # repl-*: the primary's admin socket
+        self.qmp = None    # qsd-*: the QMP connection
+
+    def caught_up(self):
+        if self.admin:
+            r = subprocess.run([BIN / "replctl", f"--admin-socket={self.admin}", "status", "--json"],
+                               capture_output=True, text=True)
+            v = json.loads(r.stdout)["volumes"][0]
+            return (v["connection"] == "connected" and v["sync_state"] == "in_sync"
+                    and v["dirty_chunks"] == 0 and v["inflight_writes"] == 0)
+        if self.qmp:
+            jobs = self.qmp.cmd("query-block-jobs")
+            return bool(jobs) and jobs[0]["ready"] and jobs[0]["offset"] == jobs[0]["len"]
+        return True
+
+
+def make_file(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def start_target(name, d, size):
+    port = free_port()
+    uri = f"nbd://127.0.0.1:{port}/"
+    if name == "nbdkit":
+        img = d / "nbdkit.img"
+        make_file(img, size)
+        p = spawn(["nbdkit", "-f", "-i", "127.0.0.1", "-p", port, "file", img], d / "nbdkit.log")
+        wait_for(lambda: port_open(port), 10, "nbdkit")
+        return Target(name, uri, [p.pid])
+    if name == "qemu-nbd":
+        img = d / "qemu-nbd.img"
+        make_file(img, size)
+        p = spawn(["qemu-nbd", "-f", "raw", "-b", "127.0.0.1", "-p", port, "-t", "--shared=16",
+                   "--cache=writeback", "--aio=threads", img], d / "qemu-nbd.log")
+        wait_for(lambda: port_open(port), 10, "qemu-nbd")
+        return Target(name, uri, [p.pid])
+    if name.startswith("qsd-"):
+        mode = name.split("-", 1)[1].replace("blocking", "write-blocking")
+        src, dst = d / f"{name}-src.img", d / f"{name}-dst.img"
+        make_file(src, size)
+        make_file(dst, size)
+        dsock, qmp = d / f"{name}-dst.sock", d / f"{name}-qmp.sock"
+        rep = spawn(["nbdkit", "-f", "-U", dsock, "file", dst], d / f"{name}-nbdkit.log")
+        wait_for(lambda: dsock.exists(), 10, "the replica's nbdkit")
+        qsd = spawn(["qemu-storage-daemon",
+                     "--blockdev", f"driver=file,node-name=src,filename={src},aio=threads",
+                     "--blockdev", f"driver=nbd,node-name=dst,server.type=unix,server.path={dsock}",
+                     "--nbd-server", f"addr.type=inet,addr.host=127.0.0.1,addr.port={port}",
+                     "--export", "type=nbd,id=exp0,node-name=src,name=disk,writable=on",
+                     "--chardev", f"socket,path={qmp},server=on,wait=off,id=qmp0",
+                     "--monitor", "chardev=qmp0"], d / f"{name}.log")
+        wait_for(lambda: qmp.exists() and port_open(port), 10, "qemu-storage-daemon")
+        t = Target(name, f"nbd://127.0.0.1:{port}/disk", [qsd.pid, rep.pid], src, dst)
+        t.qmp = Qmp(qmp)
+        t.qmp.cmd("blockdev-mirror", **{"job-id": "m0", "device": "src", "target": "dst",
+                                       "sync": "full", "copy-mode": mode})
+        wait_for(t.caught_up, 120, f"{name}: the mirror to be ready")
+        return t
+    # repl-*
+    sport = free_port()
+    prim, sec = d / f"{name}-primary.img", d / f"{name}-secondary.img"
+    make_file(prim, size)
+    pids = []
+    if name != "repl-off":
+        make_file(sec, size)
+        s = spawn([BIN / "repl-secondary", f"--volume={name}", f"--store={sec}",
+                   f"--listen=127.0.0.1:{sport}", f"--admin-socket={d / (name + '-s.sock')}"],
+                  d / f"{name}-secondary.log")
+        wait_for(lambda: port_open(sport), 10, f"{name}: the secondary")
+        pids.append(s.pid)
+    extra = ["--sync"] if name == "repl-sync" else []
+    admin = d / f"{name}-p.sock"
+    p = spawn([BIN / "repl-primary", f"--volume={name}", f"--store={prim}",
+               f"--secondary=127.0.0.1:{sport}", f"--nbd-listen=127.0.0.1:{port}",
+               f"--admin-socket={admin}", "--assume-clean", *extra], d / f"{name}-primary.log")
+    wait_for(lambda: port_open(port), 10, f"{name}: the primary")
+    pids.insert(0, p.pid)
+    t = Target(name, f"nbd://127.0.0.1:{port}/{name}", pids,
+               prim if name != "repl-off" else None, sec if name != "repl-off" else None)
+    if name != "repl-off":
+        t.admin = admin
+        wait_for(t.caught_up, 60, f"{name}: in sync")
+    return t
+
+
+def run_fio(t, wname, size, runtime, out):
+    for pid in t.pids:
+        reset_peak_rss(pid)
+    cpu0 = sum(cpu_seconds(pid) for pid in t.pids)
+    argv = ["fio", f"--name={wname}", "--ioengine=nbd", f"--uri={t.uri}",
+            *WORKLOADS[wname].split(), f"--size={size}", "--time_based", f"--runtime={runtime}",
+            "--ramp_time=1", "--output-format=json", f"--output={out}"]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"bench: fio failed on {t.name}/{wname}: {r.stdout}{r.stderr}")
+    # Replication work done after fio returned (the window draining) belongs to this run.
+    wait_for(t.caught_up, 300, f"{t.name}: to catch up after {wname}")
+    cpu = sum(cpu_seconds(pid) for pid in t.pids) - cpu0
+    job = json.load(open(out))["jobs"][0]
+    side = job["read"] if wname.startswith("read") else job["write"]
+    pct = side["clat_ns"].get("percentile", {})
+    # fio's io_bytes excludes the ramp; CPU covers the whole run: count ramp bytes at the
+    # measured rate so CPU per GiB is not inflated.
+    gib = side["bw_bytes"] * (runtime + 1) / 2**30
+    return {"mb_s": side["bw_bytes"] / 1e6, "iops": side["iops"],
+            "p50_us": pct.get("50.000000", 0) / 1e3, "p99_us": pct.get("99.000000", 0) / 1e3,
+            "cpu_s_per_gib": cpu / gib if gib > 0 else 0.0,
+            "peak_rss_mib": [round(peak_rss_mib(pid), 1) for pid in t.pids]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runtime", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--size", default="1G")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    subprocess.run([ROOT / "scripts" / "install-deps.sh", "--bench"], check=True)
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    size = int(a.size[:-1]) * units[a.size[-1]] if a.size[-1] in units else int(a.size)
+    targets, workloads = a.targets.split(","), a.workloads.split(",")
+    d = Path(tempfile.mkdtemp(prefix="blockrepl-compare."))
+    running = {}
+    results = []
+    try:
+        for name in targets:
+            running[name] = start_target(name, d, size)
+        log(f"bench: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {a.runtime} s per "
+            f"run, {a.rounds} round(s), {a.size} files in {d}")
+        for rnd in range(1, a.rounds + 1):
+            for w in workloads:
+                order = targets if rnd % 2 else list(reversed(targets))
+                for name in order:
+                    r = run_fio(running[name], w, a.size, a.runtime,
+                                d / f"fio-{w}-{name}-r{rnd}.json")
+                    r.update(target=name, workload=w, round=rnd)
+                    results.append(r)
+                    log(f"  round {rnd} {w:13s} {name:15s} {r['mb_s']:8.1f} MB/s "
+                        f"{r['iops']:9.0f} IOPS  p99 {r['p99_us']:8.0f} us  "
+                        f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB")
+        summary = summarize(results, targets, workloads)
+        checks = []
+        for name, t in running.items():
+            if t.replica is None:
+                continue
+            wait_for(t.caught_up, 300, f"{name}: to catch up at the end")
+            same = subprocess.run(["cmp", "-s", t.source, t.replica]).returncode == 0
+            checks.append({"target": name, "replica_equals_source": same})
+            log(f"replica check {name}: {'equal' if same else 'DIFFERENT'}")
+        doc = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()[0]},
+               "runtime_s": a.runtime, "rounds": a.rounds, "size": a.size,
+               "results": results, "summary": summary, "replica_checks": checks}
+        if a.json:
+            Path(a.json).write_text(json.dumps(doc, indent=1))
+        if not all(c["replica_equals_source"] for c in checks):
+            sys.exit(1)
+    finally:
+        stop_all()
+        if a.keep:
+            log(f"bench: kept {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def summarize(results, targets, workloads):
+    print()
+    print("| workload | target | MB/s | IOPS | p50 us | p99 us | vs nbdkit | CPU s/GiB | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    summary = []
+    for w in workloads:
+        base = [r["iops"] for r in results if r["workload"] == w and r["target"] == "nbdkit"]
+        base_iops = statistics.mean(base) if base else None
+        for name in targets:
+            rs = [r for r in results if r["workload"] == w and r["target"] == name]
+            if not rs:
+                continue
+            m = {k: statistics.mean(r[k] for r in rs)
+                 for k in ("mb_s", "iops", "p50_us", "p99_us", "cpu_s_per_gib")}
+            rss = [max(r["peak_rss_mib"][i] for r in rs) for i in range(len(rs[0]["peak_rss_mib"]))]
+            ratio = m["iops"] / base_iops if base_iops else None
+            summary.append({"workload": w, "target": name, **m, "vs_nbdkit": ratio,
+                            "peak_rss_mib": rss})
+            print(f"| {w} | {name} | {m['mb_s']:.0f} | {m['iops']:.0f} | {m['p50_us']:.0f} | "
+                  f"{m['p99_us']:.0f} | {f'{ratio:.2f}x' if ratio else '-'} | "
+                  f"{m['cpu_s_per_gib']:.2f} | {' + '.join(f'{x:.0f}' for x in rss)} |")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
