@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -25,6 +26,13 @@ class BlockDevice {
   // Writes `data` at `offset`. With `fua`, the data is on stable storage
   // before this returns.
   virtual absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) = 0;
+
+  // The same, handing over the buffer: a device that must keep the bytes
+  // (the replicating volume queues them for the secondary) takes them
+  // without a copy. The default just writes them.
+  virtual absl::Status WriteOwned(uint64_t offset, std::string data, bool fua) {
+    return Write(offset, data, fua);
+  }
 
   // Makes every write that completed before this call durable.
   virtual absl::Status Flush() = 0;

@@ -56,7 +56,7 @@ RangeLock::Holder ReplicatingVolume::LockChunks(uint64_t offset, uint64_t length
 
 template <typename LocalOp>
 absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t length,
-                                       absl::Span<const char> data, bool fua, LocalOp local_op) {
+                                       std::string payload, bool fua, LocalOp local_op) {
   if (length == 0) return absl::OkStatus();
   ChunkRange chunks;
   RangeLock::Holder hold = LockChunks(offset, length, &chunks);
@@ -74,15 +74,14 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
     bitmap_->EndWrite(chunks, /*replicated=*/true);
     return status;
   }
-  status = local_op();
+  status = local_op(payload);
   if (!status.ok()) {
     // The local range may be partly written: let resync carry whatever it
     // now holds to the secondary.
     bitmap_->EndWrite(chunks, /*replicated=*/false);
     return NoteStoreError(std::move(status));
   }
-  ReplicationTicket ticket = replicator_->Submit(
-      kind, offset, length, std::string(data.data(), data.size()), chunks);
+  ReplicationTicket ticket = replicator_->Submit(kind, offset, length, std::move(payload), chunks);
   hold.Release();
   if (sync_ && ticket.seq != 0) {
     // If the secondary drops meanwhile, the write stays correct locally and
@@ -97,21 +96,27 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
 }
 
 absl::Status ReplicatingVolume::Write(uint64_t offset, absl::Span<const char> data, bool fua) {
-  return Modify(Op::WRITE, offset, data.size(), data, fua,
-                [&] { return local_->Write(offset, data, fua); });
+  return WriteOwned(offset, std::string(data.data(), data.size()), fua);
+}
+
+absl::Status ReplicatingVolume::WriteOwned(uint64_t offset, std::string data, bool fua) {
+  const uint64_t length = data.size();
+  return Modify(Op::WRITE, offset, length, std::move(data), fua,
+                [&](const std::string& payload) { return local_->Write(offset, payload, fua); });
 }
 
 absl::Status ReplicatingVolume::Trim(uint64_t offset, uint64_t length, bool fua) {
-  return Modify(Op::TRIM, offset, length, {}, fua,
-                [&] { return local_->Trim(offset, length, fua); });
+  return Modify(Op::TRIM, offset, length, std::string(), fua,
+                [&](const std::string&) { return local_->Trim(offset, length, fua); });
 }
 
 absl::Status ReplicatingVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                                             bool fua) {
   // The secondary always punches or zeroes the same way (see applier), so
   // both stores read back zeroes whatever `may_trim` chose here.
-  return Modify(Op::WRITE_ZEROES, offset, length, {}, fua,
-                [&] { return local_->WriteZeroes(offset, length, may_trim, fua); });
+  return Modify(Op::WRITE_ZEROES, offset, length, std::string(), fua, [&](const std::string&) {
+    return local_->WriteZeroes(offset, length, may_trim, fua);
+  });
 }
 
 absl::Status ReplicatingVolume::Flush() {

@@ -36,6 +36,8 @@ class ReplicatingVolume : public BlockDevice {
   uint64_t Size() const override { return local_->Size(); }
   absl::Status Read(uint64_t offset, absl::Span<char> out) override;
   absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) override;
+  // The NBD session's path: the payload goes to the stream without a copy.
+  absl::Status WriteOwned(uint64_t offset, std::string data, bool fua) override;
   absl::Status Flush() override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
@@ -55,10 +57,12 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status NoteStoreError(absl::Status status);
   // Locks the chunks of a byte range under the current bitmap layout.
   RangeLock::Holder LockChunks(uint64_t offset, uint64_t length, ChunkRange* chunks);
-  // Steps 1-5 for any modifying op; `local_op` performs step 3.
+  // Steps 1-5 for any modifying op; `local_op(payload)` performs step 3;
+  // `payload` (then moved into the stream) is the data of a WRITE, empty
+  // otherwise.
   template <typename LocalOp>
   absl::Status Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,
-                      absl::Span<const char> data, bool fua, LocalOp local_op);
+                      std::string payload, bool fua, LocalOp local_op);
 
   // Constant after construction; all pointees are thread-safe.
   BlockDevice* const local_;

@@ -119,9 +119,10 @@ void Session::Transmission(const Export& e) {
 
     uint64_t buffered = UsesBuffer(req->type) ? req->length : 0;
     if (!Admit(buffered)) return;
-    if (buffered > 0) req->data.reset(new char[buffered]);  // uninitialised on purpose
+    // (resize zero-fills: a memset, cheaper than the copy it saves later)
+    if (buffered > 0) req->data.resize(buffered);
     if (HasPayload(req->type)) {
-      s = ReadFull(fd_, absl::Span<char>(req->data.get(), req->length));
+      s = ReadFull(fd_, absl::Span<char>(req->data.data(), req->length));
       if (!s.ok()) {
         if (!stop_requested_.load(std::memory_order_relaxed)) {
           Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
@@ -190,10 +191,10 @@ void Session::Execute(const Export& e, Request& r) {
   absl::Status status;
   switch (r.type) {
     case kCmdRead:
-      status = dev->Read(r.offset, absl::Span<char>(r.data.get(), r.length));
+      status = dev->Read(r.offset, absl::Span<char>(r.data.data(), r.length));
       break;
     case kCmdWrite:
-      status = dev->Write(r.offset, absl::Span<const char>(r.data.get(), r.length), fua);
+      status = dev->WriteOwned(r.offset, std::move(r.data), fua);
       break;
     case kCmdFlush:
       status = dev->Flush();
@@ -221,7 +222,7 @@ void Session::Execute(const Export& e, Request& r) {
   // With simple replies a failed READ carries no data; the buffer was read
   // in full before replying, so the error is always expressible.
   absl::Span<const char> data;
-  if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(r.data.get(), r.length);
+  if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(r.data.data(), r.length);
   SendReply(r.cookie, error, data);
   if (r.type == kCmdWrite || r.type == kCmdWriteZeroes || r.type == kCmdTrim) {
     StatsFor(e)->write_latency.RecordSince(r.received);
@@ -229,7 +230,7 @@ void Session::Execute(const Export& e, Request& r) {
     StatsFor(e)->flush_latency.RecordSince(r.received);
   }
 
-  r.data.reset();  // release the memory before admitting more
+  std::string().swap(r.data);  // release the memory before admitting more
   absl::MutexLock lock(&mu_);
   --in_flight_;
   buffered_bytes_ -= UsesBuffer(r.type) ? r.length : 0;
