@@ -183,6 +183,7 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
   }
   stats_.split_brain = false;
   stats_.diverged_from = meta_.diverged_from;
+  reply.set_consistent(meta_.consistent);  // as it is now (about to be overwritten: false)
   stats_.connected = true;
   stats_.peer = peer;
   stats_.streams_total++;

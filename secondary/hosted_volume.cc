@@ -45,6 +45,7 @@ absl::StatusOr<admin::PromoteReply> HostedVolume::Promote(const admin::PromoteRe
       return absl::InvalidArgumentError(absl::StrCat("--peer ", peer, ": ", s.message()));
     }
   }
+  const bool was_consistent = applier()->meta().consistent;
   bool rolled_back = false;
   auto meta = applier()->Promote(request.force(), nbd_listen, peer, &rolled_back);
   if (!meta.ok()) return meta.status();
@@ -64,7 +65,7 @@ absl::StatusOr<admin::PromoteReply> HostedVolume::Promote(const admin::PromoteRe
   reply.set_nbd_address(promoted_->nbd_address());
   reply.set_generation(promoted_->volume()->history().current);
   reply.set_rolled_back(rolled_back);
-  reply.set_forced(request.force() && !meta->consistent);
+  reply.set_forced(!was_consistent && !rolled_back);  // only --force gets here then
   return reply;
 }
 

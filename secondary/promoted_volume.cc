@@ -53,7 +53,6 @@ absl::StatusOr<std::unique_ptr<PromotedVolume>> PromotedVolume::Start(
                      "repl-secondary with --nbd-listen, or pass --nbd-listen to promote"));
   }
   std::unique_ptr<PromotedVolume> v(new PromotedVolume());
-  v->bitmap_path_ = o.bitmap_path;
   RETURN_IF_ERROR(PrepareBitmapFile(o.bitmap_path, meta, meta.size_bytes));
 
   PrimaryVolumeOptions p;

@@ -53,7 +53,6 @@ class PromotedVolume {
   std::unique_ptr<PrimaryVolume> volume_;
   std::unique_ptr<nbd::Stats> nbd_stats_;
   std::unique_ptr<nbd::NbdServer> nbd_;
-  std::string bitmap_path_;
 };
 
 }  // namespace blockrepl
