@@ -37,61 +37,47 @@ class AdminService final : public admin::Admin::Service {
 
   grpc::Status ControlResync(grpc::ServerContext*, const admin::ResyncControlRequest* request,
                              admin::ResyncControlReply* reply) override {
-    auto result = handler_->ControlResync(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+    return Forward(&AdminHandler::ControlResync, *request, reply);
   }
-
   grpc::Status RescaleBitmap(grpc::ServerContext*, const admin::RescaleBitmapRequest* request,
                              admin::RescaleBitmapReply* reply) override {
-    auto result = handler_->RescaleBitmap(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+    return Forward(&AdminHandler::RescaleBitmap, *request, reply);
   }
-
   grpc::Status SetConnection(grpc::ServerContext*, const admin::ConnectionRequest* request,
                              admin::ConnectionReply* reply) override {
-    auto result = handler_->SetConnection(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+    return Forward(&AdminHandler::SetConnection, *request, reply);
   }
-
   grpc::Status Verify(grpc::ServerContext*, const admin::VerifyRequest* request,
                       admin::VerifyReply* reply) override {
-    auto result = handler_->Verify(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+    return Forward(&AdminHandler::Verify, *request, reply);
   }
-
   grpc::Status Promote(grpc::ServerContext*, const admin::PromoteRequest* request,
-                      admin::PromoteReply* reply) override {
-    auto result = handler_->Promote(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+                       admin::PromoteReply* reply) override {
+    return Forward(&AdminHandler::Promote, *request, reply);
   }
-
   grpc::Status Demote(grpc::ServerContext*, const admin::DemoteRequest* request,
                       admin::DemoteReply* reply) override {
-    auto result = handler_->Demote(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+    return Forward(&AdminHandler::Demote, *request, reply);
   }
-
   grpc::Status Resolve(grpc::ServerContext*, const admin::ResolveRequest* request,
-                      admin::ResolveReply* reply) override {
-    auto result = handler_->Resolve(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+                       admin::ResolveReply* reply) override {
+    return Forward(&AdminHandler::Resolve, *request, reply);
   }
-
   grpc::Status Switchover(grpc::ServerContext*, const admin::SwitchoverRequest* request,
-                      admin::SwitchoverReply* reply) override {
-    auto result = handler_->Switchover(*request);
-    if (result.ok()) *reply = *result;
-    return ToGrpc(result.status());
+                          admin::SwitchoverReply* reply) override {
+    return Forward(&AdminHandler::Switchover, *request, reply);
   }
 
  private:
+  // Every call but GetStatus: the handler's answer, or its error as a gRPC status.
+  template <typename Request, typename Reply>
+  grpc::Status Forward(absl::StatusOr<Reply> (AdminHandler::*method)(const Request&),
+                       const Request& request, Reply* reply) {
+    absl::StatusOr<Reply> result = (handler_->*method)(request);
+    if (result.ok()) *reply = *std::move(result);
+    return ToGrpc(result.status());
+  }
+
   AdminHandler* const handler_;
 };
 

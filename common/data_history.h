@@ -31,6 +31,7 @@ struct DataHistory {
   std::vector<std::string> older;
 
   bool diverged() const { return !diverged_from.empty(); }
+  bool operator==(const DataHistory&) const = default;
   // The first write on our own: a new `current`, remembering where we left
   // the peer. No-op when already diverged.
   void Diverge(const std::string& new_id);

@@ -52,10 +52,7 @@ absl::Status HistoryKeeper::SetFile(BitmapFile* file) {
 absl::Status HistoryKeeper::PersistLocked() {
   if (file_ == nullptr) return absl::OkStatus();
   BitmapHeader header = file_->header();
-  if (header.history().current == history_.current &&
-      header.diverged_from == history_.diverged_from && header.older == history_.older) {
-    return absl::OkStatus();
-  }
+  if (header.history() == history_) return absl::OkStatus();
   header.set_history(history_);
   return file_->WriteHeader(header);
 }

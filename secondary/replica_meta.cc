@@ -12,6 +12,15 @@
 #include "common/status_macros.h"
 
 namespace blockrepl {
+namespace {
+
+// A 0/1 value; false for anything else.
+bool ParseFlag(const std::string& value, bool* out) {
+  *out = value == "1";
+  return value == "0" || value == "1";
+}
+
+}  // namespace
 
 absl::StatusOr<ReplicaMeta> ReplicaMeta::Load(const std::string& path) {
   std::ifstream in(path);
@@ -40,11 +49,9 @@ absl::StatusOr<ReplicaMeta> ReplicaMeta::Load(const std::string& path) {
     } else if (key == "followed_generation") {
       meta.followed_generation = value;
     } else if (key == "consistent") {
-      ok = value == "0" || value == "1";
-      meta.consistent = value == "1";
+      ok = ParseFlag(value, &meta.consistent);
     } else if (key == "undo_valid") {
-      ok = value == "0" || value == "1";
-      meta.undo_valid = value == "1";
+      ok = ParseFlag(value, &meta.undo_valid);
     } else if (key == "volume_uuid") {
       meta.volume_uuid = value;
     } else if (key == "diverged_from") {
@@ -54,8 +61,7 @@ absl::StatusOr<ReplicaMeta> ReplicaMeta::Load(const std::string& path) {
     } else if (key == "chunk_size") {
       ok = absl::SimpleAtoi(value, &meta.chunk_size);
     } else if (key == "promoted") {
-      ok = value == "0" || value == "1";
-      meta.promoted = value == "1";
+      ok = ParseFlag(value, &meta.promoted);
     } else if (key == "promoted_nbd_listen") {
       meta.promoted_nbd_listen = value;
     } else if (key == "promoted_peer") {

@@ -75,45 +75,35 @@ std::vector<admin::VolumeStatus> SecondaryAdmin::Status() {
 
 absl::StatusOr<admin::ConnectionReply> SecondaryAdmin::SetConnection(
     const admin::ConnectionRequest& request) {
-  auto volume = Find(request.volume());
-  if (!volume.ok()) return volume.status();
-  if ((*volume)->promoted()) {
-    return (*volume)->WithPromoted<admin::ConnectionReply>(
-        [&](AdminHandler& h) { return h.SetConnection(request); });
-  }
-  const std::string name = (*volume)->name();
-  if (absl::Status s = service_->SetDisconnected(name, !request.connect()); !s.ok()) return s;
-  admin::ConnectionReply reply;
-  // The cancelled stream ends asynchronously: say what was asked.
-  reply.set_connection(request.connect() ? ReplicaStatus(**volume).connection() : "disconnected");
-  reply.set_disconnected_by_operator(!request.connect());
-  return reply;
+  auto as_replica = [&](HostedVolume& volume) -> absl::StatusOr<admin::ConnectionReply> {
+    if (absl::Status s = service_->SetDisconnected(volume.name(), !request.connect()); !s.ok()) {
+      return s;
+    }
+    admin::ConnectionReply reply;
+    // The cancelled stream ends asynchronously: say what was asked.
+    reply.set_connection(request.connect() ? ReplicaStatus(volume).connection() : "disconnected");
+    reply.set_disconnected_by_operator(!request.connect());
+    return reply;
+  };
+  return ForVolume(&AdminHandler::SetConnection, request, as_replica);
 }
 
+// On a replica these answer "run it on the primary" (AdminHandler's defaults).
 absl::StatusOr<admin::ResyncControlReply> SecondaryAdmin::ControlResync(
     const admin::ResyncControlRequest& request) {
-  auto volume = Find(request.volume());
-  if (!volume.ok()) return volume.status();
-  if (!(*volume)->promoted()) return AdminHandler::ControlResync(request);  // "run it on the primary"
-  return (*volume)->WithPromoted<admin::ResyncControlReply>(
-      [&](AdminHandler& h) { return h.ControlResync(request); });
+  return ForVolume(&AdminHandler::ControlResync, request,
+                   [&](HostedVolume&) { return AdminHandler::ControlResync(request); });
 }
 
 absl::StatusOr<admin::RescaleBitmapReply> SecondaryAdmin::RescaleBitmap(
     const admin::RescaleBitmapRequest& request) {
-  auto volume = Find(request.volume());
-  if (!volume.ok()) return volume.status();
-  if (!(*volume)->promoted()) return AdminHandler::RescaleBitmap(request);  // "run it on the primary"
-  return (*volume)->WithPromoted<admin::RescaleBitmapReply>(
-      [&](AdminHandler& h) { return h.RescaleBitmap(request); });
+  return ForVolume(&AdminHandler::RescaleBitmap, request,
+                   [&](HostedVolume&) { return AdminHandler::RescaleBitmap(request); });
 }
 
 absl::StatusOr<admin::VerifyReply> SecondaryAdmin::Verify(const admin::VerifyRequest& request) {
-  auto volume = Find(request.volume());
-  if (!volume.ok()) return volume.status();
-  if (!(*volume)->promoted()) return AdminHandler::Verify(request);  // "run it on the primary"
-  return (*volume)->WithPromoted<admin::VerifyReply>(
-      [&](AdminHandler& h) { return h.Verify(request); });
+  return ForVolume(&AdminHandler::Verify, request,
+                   [&](HostedVolume&) { return AdminHandler::Verify(request); });
 }
 
 absl::StatusOr<admin::PromoteReply> SecondaryAdmin::Promote(const admin::PromoteRequest& request) {

@@ -37,6 +37,17 @@ class SecondaryAdmin : public AdminHandler {
  private:
   absl::StatusOr<HostedVolume*> Find(const std::string& name) const;
   admin::VolumeStatus ReplicaStatus(HostedVolume& volume) const;
+  // `method` of the primary agent's answers when the request's volume is
+  // promoted here; `as_replica(volume)` when it is a replica.
+  template <typename Reply, typename Request, typename AsReplica>
+  absl::StatusOr<Reply> ForVolume(absl::StatusOr<Reply> (AdminHandler::*method)(const Request&),
+                                  const Request& request, AsReplica as_replica) {
+    absl::StatusOr<HostedVolume*> volume = Find(request.volume());
+    if (!volume.ok()) return volume.status();
+    if (!(*volume)->promoted()) return as_replica(**volume);
+    return (*volume)->template WithPromoted<Reply>(
+        [&](AdminHandler& primary) { return (primary.*method)(request); });
+  }
 
   const std::vector<HostedVolume*> volumes_;
   ReplicaService* const service_;

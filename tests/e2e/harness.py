@@ -457,6 +457,60 @@ def wait_in_sync(primary, timeout=60, secondary=None):
     return st
 
 
+def wait_status(agent, pred, timeout, what, procs=()):
+    """Wait until pred(agent.status()) holds; returns that status."""
+    return wait_for(lambda: (lambda s: s if pred(s) else None)(agent.status()), timeout, what,
+                    procs=[agent.proc, *procs])
+
+
+def write_chunks(uri, chunks, rng, chunk_size, flush=True):
+    """Rewrite each chunk (index x chunk_size) with random bytes through NBD; {chunk: bytes}."""
+    data = {}
+    h = nbd_connect(uri)
+    try:
+        for c in chunks:
+            data[c] = rng.randbytes(chunk_size)
+            h.pwrite(data[c], c * chunk_size)
+        if flush:
+            h.flush()
+    finally:
+        h.shutdown()
+    return data
+
+
+def promoted_uri(status, volume):
+    """The NBD URI of a volume a repl-secondary serves after promotion (from its status)."""
+    return f"nbd://{status['nbd_address']}/{volume}"
+
+
+class DrPorts:
+    """Ports of a disaster-recovery pair chosen up front: site A's replication port (where its
+    repl-secondary will listen once it fails back) and both sites' NBD ports once promoted."""
+
+    def __init__(self):
+        self.a_repl, self.a_nbd, self.b_nbd = free_port(), free_port(), free_port()
+
+
+def dr_pair(case, volume, bitmap, extra=()):
+    """Site B: repl-secondary that can be promoted (--nbd-listen, --peer = site A's future
+    replication port); site A: repl-primary with the bitmap file spec `bitmap`. `extra` goes to
+    both. Returns (a, b, DrPorts)."""
+    ports = DrPorts()
+    b = case.secondary(volume=volume, size="64M", name="siteB", extra=[
+        f"--nbd-listen=127.0.0.1:{ports.b_nbd}", f"--peer=127.0.0.1:{ports.a_repl}", *extra])
+    a = case.primary(b.port, volume=volume, size="64M", name="siteA", bitmap=bitmap,
+                     extra=list(extra))
+    return a, b, ports
+
+
+def dr_failback(case, a, b, ports, volume, bitmap_file, extra=()):
+    """Site A back as repl-secondary on its old store with its old bitmap file, replicating from
+    B (promoted) and ready to be promoted itself."""
+    return case.secondary(volume=volume, store=a.store, port=ports.a_repl, name="siteA-back",
+                          extra=[f"--bitmap={bitmap_file}", f"--nbd-listen=127.0.0.1:{ports.a_nbd}",
+                                 f"--peer=127.0.0.1:{b.port}", *extra])
+
+
 def brief(st):
     keys = ("connection", "sync_state", "dirty_chunks", "bitmap_bits_set", "inflight_writes",
             "inflight_bytes", "sent_seq", "acked_seq", "resynced_bytes_total",

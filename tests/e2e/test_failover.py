@@ -22,7 +22,6 @@ import os
 import random
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -33,45 +32,16 @@ NCHUNKS = SIZE // CHUNK
 VOLUME = "dr"
 
 
-def write_chunks(uri, chunks, rng, flush=True):
-    """Rewrites each chunk with random bytes; returns {chunk: bytes}."""
-    data = {}
-    h = H.nbd_connect(uri)
-    try:
-        for c in chunks:
-            data[c] = rng.randbytes(CHUNK)
-            h.pwrite(data[c], c * CHUNK)
-        if flush:
-            h.flush()
-    finally:
-        h.shutdown()
-    return data
-
-
-def promoted_uri(status):
-    return f"nbd://{status['nbd_address']}/{VOLUME}"
-
-
-def wait_status(agent, pred, timeout, what):
-    return H.wait_for(lambda: (lambda s: s if pred(s) else None)(agent.status()), timeout, what,
-                      procs=[agent.proc])
-
-
 def body(case):
     H.require_nbd_module()
     rng = random.Random(case.seed)
     a_bitmap = case.path("a.bm")
-    a_repl_port, b_nbd_port, a_nbd_port = H.free_port(), H.free_port(), H.free_port()
-    b = case.secondary(volume=VOLUME, size="64M", name="siteB", extra=[
-        f"--nbd-listen=127.0.0.1:{b_nbd_port}", f"--peer=127.0.0.1:{a_repl_port}",
-        "--peer-timeout=3"])
-    a = case.primary(b.port, volume=VOLUME, size="64M", name="siteA",
-                     bitmap=f"{a_bitmap},{CHUNK},1", extra=["--peer-timeout=3"])
+    a, b, ports = H.dr_pair(case, VOLUME, f"{a_bitmap},{CHUNK},1", extra=["--peer-timeout=3"])
 
     # ---- 1. a replicated volume with data ------------------------------------------------------
-    write_chunks(a.uri, range(0, NCHUNKS, 3), rng)
+    H.write_chunks(a.uri, range(0, NCHUNKS, 3), rng, CHUNK)
     H.wait_in_sync(a, timeout=60, secondary=b)
-    wait_status(a, lambda s: s["bitmap_bits_set"] == 0, 20, "1: A's bitmap to be lazily cleared")
+    H.wait_status(a, lambda s: s["bitmap_bits_set"] == 0, 20, "1: A's bitmap to be lazily cleared")
     gen1 = a.status()["generation"]
     H.assert_same_files(a.store, b.store)
 
@@ -79,7 +49,7 @@ def body(case):
     sa = sorted(rng.sample(range(NCHUNKS), 12))
     os.kill(b.proc.pid, signal.SIGSTOP)
     try:
-        write_chunks(a.uri, sa, rng, flush=False)
+        H.write_chunks(a.uri, sa, rng, CHUNK, flush=False)
         H.wait_for(lambda: a.status()["dirty_chunks"] == len(sa), 10,
                    "2: A to flag the unreplicated chunks", procs=[a.proc])
         a.kill9()
@@ -88,25 +58,23 @@ def body(case):
     H.log(f"2: site A killed with {len(sa)} chunks B never acknowledged: {sa}")
 
     # ---- 3. promote B -------------------------------------------------------------------------
-    wait_status(b, lambda s: s["connection"] != "connected", 20, "3: B to notice A is gone")
+    H.wait_status(b, lambda s: s["connection"] != "connected", 20, "3: B to notice A is gone")
     r = H.ctl(b, "promote", VOLUME, "--json")
     H.log(f"3: promote: {r.strip()}")
     st = b.status()
     H.check(st["role"] == "primary" and st["promoted"] is True
-            and st["nbd_address"] == f"127.0.0.1:{b_nbd_port}", f"3: B after promote: {st}")
+            and st["nbd_address"] == f"127.0.0.1:{ports.b_nbd}", f"3: B after promote: {st}")
     rest = [c for c in range(NCHUNKS) if c not in sa]
     sb = sorted(rng.sample(rest, 9) + [sa[0]])
-    b_data = write_chunks(promoted_uri(st), sb, rng)
-    st = wait_status(b, lambda s: s["dirty_chunks"] == len(sb), 10, "3: B to flag its writes")
+    b_data = H.write_chunks(H.promoted_uri(st, VOLUME), sb, rng, CHUNK)
+    st = H.wait_status(b, lambda s: s["dirty_chunks"] == len(sb), 10, "3: B to flag its writes")
     H.check(st["diverged_from"] == gen1 and st["generation"] != gen1,
             f"3: B's data history after writing on its own: {st}")
     H.log(f"3: B wrote {len(sb)} chunks as the new primary: generation {st['generation']}, "
           f"diverged from {gen1}")
 
     # ---- 4. A fails back as B's secondary ----------------------------------------------------
-    a2 = case.secondary(volume=VOLUME, store=a.store, port=a_repl_port, name="siteA-back", extra=[
-        f"--bitmap={a_bitmap}", f"--nbd-listen=127.0.0.1:{a_nbd_port}",
-        f"--peer=127.0.0.1:{b.port}", "--peer-timeout=3"])
+    a2 = H.dr_failback(case, a, b, ports, VOLUME, a_bitmap, extra=["--peer-timeout=3"])
     union = sorted(set(sa) | set(sb))
     st = H.wait_in_sync(b, timeout=90, secondary=a2)
     H.check_eq(st["resynced_chunks_total"], len(union),
@@ -129,12 +97,12 @@ def body(case):
     H.check(json.loads(r).get("peer_in_sync") is True, f"5: demote reply: {r}")
     st = b.status()
     H.check(st["role"] == "secondary" and st["promoted"] is False, f"5: B after demote: {st}")
-    wait_status(a2, lambda s: s["connection"] != "connected", 20, "5: A to see B's stream end")
+    H.wait_status(a2, lambda s: s["connection"] != "connected", 20, "5: A to see B's stream end")
     r = H.ctl(a2, "promote", VOLUME, "--json")
     H.log(f"5: promote A: {r.strip()}")
-    st = wait_status(a2, lambda s: s["connection"] == "connected", 20, "5: A to reach B")
+    st = H.wait_status(a2, lambda s: s["connection"] == "connected", 20, "5: A to reach B")
     sc = sorted(rng.sample(range(NCHUNKS), 7))
-    write_chunks(promoted_uri(st), sc, rng)
+    H.write_chunks(H.promoted_uri(st, VOLUME), sc, rng, CHUNK)
     st = H.wait_in_sync(a2, timeout=60, secondary=b)
     H.check(st["resynced_chunks_total"] <= len(sc),
             f"5: A must not copy more than its {len(sc)} new chunks: {st['resynced_chunks_total']}")
@@ -144,9 +112,9 @@ def body(case):
     # A promoted volume stays promoted across a restart of its agent.
     a2.stop()
     a2.restart()
-    st = wait_status(a2, lambda s: s["role"] == "primary" and s["promoted"], 20,
+    st = H.wait_status(a2, lambda s: s["role"] == "primary" and s["promoted"], 20,
                      "5: A to come back as the primary")
-    write_chunks(promoted_uri(st), sc[:2], rng)
+    H.write_chunks(H.promoted_uri(st, VOLUME), sc[:2], rng, CHUNK)
     H.wait_in_sync(a2, timeout=60, secondary=b)
     H.assert_same_files(a.store, b.store)
     for agent in (a2, b):

@@ -30,28 +30,6 @@ NCHUNKS = SIZE // CHUNK
 VOLUME = "sb"
 
 
-def write_chunks(uri, chunks, rng):
-    data = {}
-    h = H.nbd_connect(uri)
-    try:
-        for c in chunks:
-            data[c] = rng.randbytes(CHUNK)
-            h.pwrite(data[c], c * CHUNK)
-        h.flush()
-    finally:
-        h.shutdown()
-    return data
-
-
-def uri_of(status):
-    return f"nbd://{status['nbd_address']}/{VOLUME}"
-
-
-def wait_status(agent, pred, timeout, what, procs=()):
-    return H.wait_for(lambda: (lambda s: s if pred(s) else None)(agent.status()), timeout, what,
-                      procs=[agent.proc, *procs])
-
-
 def check_data(store, data, what):
     for c, want in data.items():
         H.check(H.pread(store, c * CHUNK, CHUNK) == want, f"{what}: chunk {c}")
@@ -61,39 +39,32 @@ def body(case):
     H.require_nbd_module()
     rng = random.Random(case.seed)
     a_bitmap = case.path("a.bm")
-    a_repl_port, a_nbd_port, b_nbd_port = H.free_port(), H.free_port(), H.free_port()
-    b = case.secondary(volume=VOLUME, size="64M", name="siteB", extra=[
-        f"--nbd-listen=127.0.0.1:{b_nbd_port}", f"--peer=127.0.0.1:{a_repl_port}",
-        "--peer-timeout=3"])
-    a = case.primary(b.port, volume=VOLUME, size="64M", name="siteA",
-                     bitmap=f"{a_bitmap},{CHUNK},1", extra=["--peer-timeout=3"])
-    write_chunks(a.uri, range(0, NCHUNKS, 5), rng)
+    a, b, ports = H.dr_pair(case, VOLUME, f"{a_bitmap},{CHUNK},1", extra=["--peer-timeout=3"])
+    H.write_chunks(a.uri, range(0, NCHUNKS, 5), rng, CHUNK)
     H.wait_in_sync(a, timeout=60, secondary=b)
 
     # ---- 2. both sides write on their own -----------------------------------------------------
     H.ctl(b, "disconnect", f"--volume={VOLUME}")
-    wait_status(a, lambda s: s["connection"] != "connected", 20, "2: A to lose B")
+    H.wait_status(a, lambda s: s["connection"] != "connected", 20, "2: A to lose B")
     sa1 = sorted(rng.sample(range(NCHUNKS), 8))
-    write_chunks(a.uri, sa1, rng)
+    H.write_chunks(a.uri, sa1, rng, CHUNK)
     st_a = a.status()
     H.check(st_a["diverged_from"] != "", f"2: A wrote alone: its history must diverge: {st_a}")
     H.ctl(b, "promote", VOLUME)
     sb1 = sorted(rng.sample([c for c in range(NCHUNKS) if c not in sa1], 6) + sa1[:2])
-    b_data = write_chunks(uri_of(b.status()), sb1, rng)
+    b_data = H.write_chunks(H.promoted_uri(b.status(), VOLUME), sb1, rng, CHUNK)
     st_b = b.status()
     H.check(st_b["diverged_from"] == st_a["diverged_from"],
             f"2: both diverged from the same point: A {st_a['diverged_from']}, B {st_b}")
     a.stop()
     a_before = H.file_hash(a.store)
-    a2 = case.secondary(volume=VOLUME, store=a.store, port=a_repl_port, name="siteA-back", extra=[
-        f"--bitmap={a_bitmap}", f"--nbd-listen=127.0.0.1:{a_nbd_port}",
-        f"--peer=127.0.0.1:{b.port}", "--peer-timeout=3"])
-    st_b = wait_status(b, lambda s: s["split_brain"], 30, "2: B to report the split brain",
+    a2 = H.dr_failback(case, a, b, ports, VOLUME, a_bitmap, extra=["--peer-timeout=3"])
+    st_b = H.wait_status(b, lambda s: s["split_brain"], 30, "2: B to report the split brain",
                        procs=[a2.proc])
     H.check("split brain" in st_b["last_error"] and st_a["generation"] in st_b["last_error"]
             and st_b["generation"] in st_b["last_error"],
             f"2: B's error must name the split brain and both histories: {st_b['last_error']}")
-    st_a2 = wait_status(a2, lambda s: s["split_brain"], 10, "2: A to report the split brain")
+    st_a2 = H.wait_status(a2, lambda s: s["split_brain"], 10, "2: A to report the split brain")
     H.check(st_a2["connection"] != "connected", f"2: A must refuse B's stream: {st_a2}")
     H.check_eq(H.file_hash(a.store), a_before, "2: A's store while the split brain is refused")
     H.log(f"2: split brain refused: {st_b['last_error'][:200]}...")
@@ -110,18 +81,18 @@ def body(case):
 
     # ---- 4. the other way: keep A's writes, discard B's --------------------------------------
     H.ctl(a2, "disconnect", f"--volume={VOLUME}")
-    wait_status(b, lambda s: s["connection"] != "connected", 20, "4: B to lose A")
+    H.wait_status(b, lambda s: s["connection"] != "connected", 20, "4: B to lose A")
     sb2 = sorted(rng.sample(range(NCHUNKS), 5))
-    write_chunks(uri_of(b.status()), sb2, rng)
+    H.write_chunks(H.promoted_uri(b.status(), VOLUME), sb2, rng, CHUNK)
     H.ctl(a2, "promote", VOLUME)
     sa2 = sorted(rng.sample([c for c in range(NCHUNKS) if c not in sb2], 7) + sb2[:1])
-    a_data = write_chunks(uri_of(a2.status()), sa2, rng)
+    a_data = H.write_chunks(H.promoted_uri(a2.status(), VOLUME), sa2, rng, CHUNK)
     r = json.loads(H.ctl(b, "demote", VOLUME, "--force", "--timeout=1", "--json"))
     H.check(r.get("peer_in_sync") is not True, f"4: B's forced demote: {r}")
-    st_a2 = wait_status(a2, lambda s: s["split_brain"], 30, "4: A to report the split brain",
+    st_a2 = H.wait_status(a2, lambda s: s["split_brain"], 30, "4: A to report the split brain",
                         procs=[b.proc])
     H.ctl(a2, "resolve", VOLUME, "--discard=local")
-    st_a2 = wait_status(a2, lambda s: "replctl demote" in s["last_error"], 30,
+    st_a2 = H.wait_status(a2, lambda s: "replctl demote" in s["last_error"], 30,
                         "4: A (primary) refusing to discard its own writes by pushing")
     H.check(st_a2["connection"] != "connected", f"4: still refused: {st_a2}")
     H.log(H.ctl(a2, "resolve", VOLUME, "--discard=remote").strip())

@@ -81,19 +81,10 @@ class Writer:
         return len(items)
 
 
-def wait_status(agent, pred, timeout, what, procs=()):
-    return H.wait_for(lambda: (lambda s: s if pred(s) else None)(agent.status()), timeout, what,
-                      procs=[agent.proc, *procs])
-
-
 def body(case):
     H.require_nbd_module()
     a_bitmap = case.path("a.bm")
-    a_repl_port, a_nbd_port, b_nbd_port = H.free_port(), H.free_port(), H.free_port()
-    b = case.secondary(volume=VOLUME, size="64M", name="siteB", extra=[
-        f"--nbd-listen=127.0.0.1:{b_nbd_port}", f"--peer=127.0.0.1:{a_repl_port}"])
-    a = case.primary(b.port, volume=VOLUME, size="64M", name="siteA",
-                     bitmap=f"{a_bitmap},64K,1")
+    a, b, ports = H.dr_pair(case, VOLUME, f"{a_bitmap},64K,1")
     H.wait_in_sync(a, timeout=60, secondary=b)
     w = Writer(a.uri, case.seed)
     w.thread.start()
@@ -102,10 +93,10 @@ def body(case):
     # ---- 1. repl-primary hands over to repl-secondary ----------------------------------------
     r = json.loads(H.ctl(a, "switchover", VOLUME, "--json", timeout=90))
     H.log(f"1: switchover on A: {r}")
-    H.check_eq(r["new_primary_nbd_address"], f"127.0.0.1:{b_nbd_port}", "1: new primary address")
+    H.check_eq(r["new_primary_nbd_address"], f"127.0.0.1:{ports.b_nbd}", "1: new primary address")
     H.check_eq(r["this_side"], "handed-over", "1: A's side")
     w.retarget(f"nbd://{r['new_primary_nbd_address']}/{VOLUME}")
-    st_b = wait_status(b, lambda s: s["role"] == "primary" and s["promoted"], 20,
+    st_b = H.wait_status(b, lambda s: s["role"] == "primary" and s["promoted"], 20,
                        "1: B to serve the volume")
     H.check_eq(a.status()["role"], "handed-over", "1: A's role")
     before = w.writes
@@ -115,10 +106,8 @@ def body(case):
     r2 = H.run(a.argv, timeout=20, check_rc=False)
     H.check(r2.returncode != 0 and "handed over" in r2.stderr,
             f"1: repl-primary must refuse the handed-over store: rc {r2.returncode} {r2.stderr}")
-    a2 = case.secondary(volume=VOLUME, store=a.store, port=a_repl_port, name="siteA-replica",
-                        extra=[f"--bitmap={a_bitmap}", f"--nbd-listen=127.0.0.1:{a_nbd_port}",
-                               f"--peer=127.0.0.1:{b.port}"])
-    st_b = wait_status(b, lambda s: s["connection"] == "connected", 30, "1: B to reach A",
+    a2 = H.dr_failback(case, a, b, ports, VOLUME, a_bitmap)
+    st_b = H.wait_status(b, lambda s: s["connection"] == "connected", 30, "1: B to reach A",
                        procs=[a2.proc])
     H.check(st_b["resynced_bytes_total"] < SIZE // 4,
             f"1: A must catch up by bitmap, not a full copy: {st_b['resynced_bytes_total']}")
@@ -129,10 +118,10 @@ def body(case):
     # ---- 2. back: the promoted volume hands over and becomes a replica ----------------------
     r = json.loads(H.ctl(b, "switchover", VOLUME, "--json", timeout=90))
     H.log(f"2: switchover on B: {r}")
-    H.check_eq(r["new_primary_nbd_address"], f"127.0.0.1:{a_nbd_port}", "2: new primary address")
+    H.check_eq(r["new_primary_nbd_address"], f"127.0.0.1:{ports.a_nbd}", "2: new primary address")
     H.check_eq(r["this_side"], "replica", "2: B's side")
     w.retarget(f"nbd://{r['new_primary_nbd_address']}/{VOLUME}")
-    wait_status(a2, lambda s: s["role"] == "primary" and s["connection"] == "connected", 30,
+    H.wait_status(a2, lambda s: s["role"] == "primary" and s["connection"] == "connected", 30,
                 "2: A to serve and replicate to B", procs=[b.proc])
     before = w.writes
     H.wait_for(lambda: w.writes >= before + 50, 20, "2: the client to write to A",
