@@ -22,6 +22,20 @@ const char* ConnectionStateName(Replicator::ConnectionState state) {
   return "unknown";
 }
 
+namespace {
+
+// An epoch bound we close on our own (size, age, idle): durability for bit
+// clearing, no ordering (no client flushed here), so the secondary need not
+// stop applying while it syncs.
+Op EpochBarrier() {
+  Op barrier;
+  barrier.set_kind(Op::BARRIER);
+  barrier.set_durability_only(true);
+  return barrier;
+}
+
+}  // namespace
+
 Replicator::Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap,
                        ReplicationChannel* channel)
     : options_(std::move(options)), bitmap_(bitmap), channel_(channel) {}
@@ -451,9 +465,7 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       if (writes_since_barrier_++ == 0) epoch_start_ = absl::Now();
       if (writes_since_barrier_ >= options_.max_epoch_writes ||
           absl::Now() - epoch_start_ >= options_.max_epoch_age) {
-        Op barrier;
-        barrier.set_kind(Op::BARRIER);
-        EnqueueLocked(std::move(barrier), false, ChunkRange{});
+        EnqueueLocked(EpochBarrier(), false, ChunkRange{});
         writes_since_barrier_ = 0;
       }
       return ReplicationTicket{seq, connection};
@@ -544,9 +556,7 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
         // Idle with writes not yet covered by a barrier: close the epoch so
         // the secondary makes them durable and their bits can clear.
         if (writes_since_barrier_ > 0) {
-          Op barrier;
-          barrier.set_kind(Op::BARRIER);
-          EnqueueLocked(std::move(barrier), false, ChunkRange{});
+          EnqueueLocked(EpochBarrier(), false, ChunkRange{});
           writes_since_barrier_ = 0;
         }
         continue;

@@ -27,6 +27,57 @@ Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, 
   stats_.consistent = meta_.consistent;
   stats_.followed_generation = meta_.followed_generation;
   stats_.applied_seq = stats_.durable_seq = meta_.last_applied_seq;
+  flusher_ = std::thread([this] { FlushLoop(); });
+}
+
+Applier::~Applier() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  flusher_.join();
+}
+
+void Applier::FlushLoop() {
+  uint64_t flushed_seq = 0;
+  while (true) {
+    uint64_t target;
+    {
+      absl::MutexLock lock(&mu_);
+      auto work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || flush_requested_seq_ > std::max(flushed_seq, stats_.durable_seq);
+      };
+      mu_.Await(absl::Condition(&work));
+      if (stopping_) return;
+      target = flush_requested_seq_;
+    }
+    // Everything up to `target` was applied before the request, so one
+    // fdatasync covers it, and any later requests that queued meanwhile wait
+    // for the next round (group commit).
+    absl::Status status = store_->Flush();
+    replication::SecondaryMessage message;
+    {
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        stats_.durable_seq = std::max(stats_.durable_seq, target);
+        message.mutable_ack()->set_applied_seq(stats_.applied_seq);
+        message.mutable_ack()->set_durable_seq(stats_.durable_seq);
+      } else {
+        NoteStoreError(status);
+        if (flush_error_.ok()) {
+          flush_error_ = absl::Status(status.code(), absl::StrCat("background flush up to seq ",
+                                                                 target, ": ", status.message()));
+        }
+        stats_.last_error = std::string(flush_error_.message());
+        LogError("volume '", volume_, "': ", flush_error_.message());
+        message.mutable_error()->set_message(std::string(flush_error_.message()));
+        message.mutable_error()->set_seq(target);
+      }
+    }
+    flushed_seq = target;
+    absl::MutexLock lock(&listener_mu_);
+    if (listener_) listener_(message);
+  }
 }
 
 void Applier::RefreshUndoStats() {
@@ -299,6 +350,10 @@ absl::Status Applier::ApplyOp(const Op& op) {
     case Op::RESYNC:
       return store_->Write(op.offset(), op.data(), /*fua=*/false);
     case Op::BARRIER:
+      if (op.durability_only()) {
+        flush_requested_seq_ = op.seq();  // the flusher takes it from here
+        return absl::OkStatus();
+      }
       return store_->Flush();
     case Op::RESYNC_BEGIN:
       return absl::OkStatus();  // ApplyBatch marked the image inconsistent already
@@ -337,11 +392,13 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
   absl::MutexLock lock(&mu_);
   // Validate the whole batch before touching anything (the undo log reads
   // the ranges too): a malformed batch is refused without side effects.
-  absl::Status status;
+  // A failed background flush refuses everything after it: the primary
+  // must resync what that flush covered.
+  absl::Status status = flush_error_;
   bool has_resync = false;
   uint64_t previous_seq = stats_.applied_seq;
   for (const Op& op : batch.ops()) {
-    status = ValidateOp(op, previous_seq);
+    if (status.ok()) status = ValidateOp(op, previous_seq);
     if (!status.ok()) break;
     previous_seq = op.seq();
     has_resync |= op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO ||
@@ -370,8 +427,9 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
       break;
     }
     stats_.applied_seq = op.seq();
-    if (op.kind() == Op::BARRIER || op.kind() == Op::RESYNC_DONE || op.kind() == Op::HANDOVER) {
-      stats_.durable_seq = op.seq();
+    if ((op.kind() == Op::BARRIER && !op.durability_only()) || op.kind() == Op::RESYNC_DONE ||
+        op.kind() == Op::HANDOVER) {
+      stats_.durable_seq = op.seq();  // flushed inline: everything before it too
     }
     if (op.kind() == Op::WRITE || op.kind() == Op::TRIM || op.kind() == Op::WRITE_ZEROES) {
       stats_.applied_writes_total++;
@@ -406,6 +464,9 @@ void Applier::StreamEnded(const std::string& reason) {
 
 void Applier::StreamEndedLocked(const std::string& reason) {
   stats_.connected = false;
+  // A failed background flush ended this stream; the next primary resyncs
+  // what it covered (it never saw those writes durable).
+  flush_error_ = absl::OkStatus();
   // Only durable ops count after a crash; save what we know now.
   absl::Status s = store_->Flush();
   if (s.ok()) {

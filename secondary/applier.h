@@ -1,8 +1,11 @@
 // Applier: the secondary's side of the replication protocol for one volume.
 // It validates the handshake against its volume identity, then applies ops
 // in sequence order: data writes, trims, zeroes, resync chunks; at a
-// barrier it fsyncs before applying anything later, so the image is always
-// a state the primary's disk was in at some flush. During a resync the image
+// ordering barrier (a client's flush) it fsyncs before applying anything
+// later, so the image is always a state the primary's disk was in at some
+// flush. Epoch bounds the primary closes on its own order nothing: a flusher
+// thread makes them durable in the background while later ops are applied,
+// and reports them to the primary through the listener. During a resync the image
 // is marked inconsistent (persisted before the first resync chunk lands)
 // until RESYNC_DONE. Never serves reads to clients.
 // Thread-safe; the ReplicaService feeds it one stream at a time.
@@ -11,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -60,6 +64,18 @@ class Applier {
   // resync has overwritten them.
   Applier(std::string volume, BlockDevice* store, std::string meta_path, ReplicaMeta meta,
           std::unique_ptr<UndoLog> undo = nullptr, std::unique_ptr<BitmapFile> own_bitmap = nullptr);
+  ~Applier();
+
+  // Messages for the primary that do not answer a batch: the ack of a
+  // background flush (durable_seq moved on) or the error of a failed one
+  // (the stream must end). Called from the flusher thread, never under mu_;
+  // Set(nullptr) returns once no call is running, so the stream it writes to
+  // may then go away.
+  using Listener = std::function<void(const replication::SecondaryMessage&)>;
+  void SetListener(Listener listener) {
+    absl::MutexLock lock(&listener_mu_);
+    listener_ = std::move(listener);
+  }
 
   // Checks a primary's Hello; on acceptance records the history the image
   // now follows. Never writes the store.
@@ -120,6 +136,9 @@ class Applier {
   absl::Status ValidateOp(const replication::Op& op, uint64_t previous_seq) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOp(const replication::Op& op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The flusher thread: syncs the store up to the latest durability-only
+  // barrier, outside mu_, then publishes durable_seq and tells the listener.
+  void FlushLoop();
   // VERIFY: checksums the range as it is now, after every earlier op.
   absl::Status Checksum(const replication::Op& op, replication::Ack* ack)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -159,6 +178,18 @@ class Applier {
   std::string promote_peer_ ABSL_GUARDED_BY(mu_);
   std::function<void()> on_handover_ ABSL_GUARDED_BY(mu_);
   bool handover_pending_ ABSL_GUARDED_BY(mu_) = false;  // HANDOVER applied, stream not ended
+  // Background durability: the latest durability-only barrier applied, and
+  // the first failure of a background flush (refuses every later batch: a
+  // write it covered may not be on disk).
+  uint64_t flush_requested_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status flush_error_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Held while the listener runs (a blocking stream write), never with mu_.
+  absl::Mutex listener_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  Listener listener_ ABSL_GUARDED_BY(listener_mu_);
+
+  std::thread flusher_;  // last: starts after everything above is built
 };
 
 }  // namespace blockrepl

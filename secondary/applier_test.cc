@@ -2,6 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+
 #include "xxhash.h"
 #include <unistd.h>
 
@@ -170,6 +177,130 @@ TEST_F(ApplierTest, FullSyncHasNoUndoAndRefusesRollback) {
   absl::Status s = applier_->RollBackInterruptedResync();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(std::string(s.message()).find("full sync"), std::string::npos);
+}
+
+// What the applier's flusher tells the primary between batches.
+class ListenerMessages {
+ public:
+  Applier::Listener Listener() {
+    return [this](const replication::SecondaryMessage& m) {
+      absl::MutexLock lock(&mu_);
+      messages_.push_back(m);
+    };
+  }
+  // Waits up to 10 s for a message `pred` accepts.
+  std::optional<replication::SecondaryMessage> WaitFor(
+      std::function<bool(const replication::SecondaryMessage&)> pred) {
+    absl::MutexLock lock(&mu_);
+    std::optional<replication::SecondaryMessage> found;
+    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& m : messages_) {
+        if (pred(m)) found = m;
+      }
+      return found.has_value();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&seen), absl::Seconds(10));
+    return found;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<replication::SecondaryMessage> messages_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(ApplierTest, DurabilityOnlyBarrierIsSyncedInTheBackgroundAndReported) {
+  ListenerMessages heard;
+  applier_->SetListener(heard.Listener());
+  ASSERT_TRUE(applier_->HandleHello(Hello("vol", kSize), "peer").accepted());
+  const uint64_t flushes_before = store_.flush_count();
+  replication::Batch batch;
+  *batch.add_ops() = MakeOp(1, Op::WRITE, 0, 4, "AAAA");
+  Op epoch = MakeOp(2, Op::BARRIER, 0, 0);
+  epoch.set_durability_only(true);
+  *batch.add_ops() = epoch;
+  *batch.add_ops() = MakeOp(3, Op::WRITE, 4, 4, "BBBB");
+  replication::Ack ack;
+  ASSERT_TRUE(applier_->ApplyBatch(batch, &ack).ok());
+  // Applied without waiting for the sync: the batch's ack does not claim it.
+  EXPECT_EQ(ack.applied_seq(), 3u);
+  EXPECT_EQ(ack.durable_seq(), 0u);
+  auto durable = heard.WaitFor([](const replication::SecondaryMessage& m) {
+    return m.has_ack() && m.ack().durable_seq() == 2;
+  });
+  ASSERT_TRUE(durable.has_value());
+  EXPECT_EQ(durable->ack().applied_seq(), 3u);
+  EXPECT_GT(store_.flush_count(), flushes_before);
+  EXPECT_EQ(applier_->snapshot().durable_seq, 2u);
+  EXPECT_EQ(store_.Contents().substr(0, 8), "AAAABBBB");
+  applier_->SetListener(nullptr);
+}
+
+// A store whose flushes fail on command (fsync's EIO).
+class FlakyFlushDevice : public MemBlockDevice {
+ public:
+  using MemBlockDevice::MemBlockDevice;
+  absl::Status Flush() override {
+    if (fail.load()) return absl::DataLossError("fdatasync: Input/output error");
+    return MemBlockDevice::Flush();
+  }
+  std::atomic<bool> fail{false};
+};
+
+TEST(ApplierFlushTest, FailedBackgroundFlushEndsTheStreamAndRefusesLaterBatches) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  constexpr uint64_t kSize = 1 << 20;
+  FlakyFlushDevice store(kSize);
+  ReplicaMeta meta;
+  meta.volume = "vol";
+  meta.size_bytes = kSize;
+  Applier applier("vol", &store, dir.File("meta"), meta);
+  ListenerMessages heard;
+  applier.SetListener(heard.Listener());
+  replication::Hello hello;
+  hello.set_volume("vol");
+  hello.set_size_bytes(kSize);
+  hello.set_generation("gen-a");
+  ASSERT_TRUE(applier.HandleHello(hello, "peer").accepted());
+
+  store.fail = true;
+  replication::Batch batch;
+  Op write;
+  write.set_seq(1);
+  write.set_kind(Op::WRITE);
+  write.set_length(4);
+  write.set_data("AAAA");
+  *batch.add_ops() = write;
+  Op epoch;
+  epoch.set_seq(2);
+  epoch.set_kind(Op::BARRIER);
+  epoch.set_durability_only(true);
+  *batch.add_ops() = epoch;
+  replication::Ack ack;
+  ASSERT_TRUE(applier.ApplyBatch(batch, &ack).ok());
+  auto error = heard.WaitFor(
+      [](const replication::SecondaryMessage& m) { return m.has_error(); });
+  ASSERT_TRUE(error.has_value());
+  EXPECT_NE(error->error().message().find("background flush up to seq 2"), std::string::npos);
+  EXPECT_EQ(applier.snapshot().durable_seq, 0u);
+  EXPECT_EQ(applier.snapshot().store_errors_total, 1u);
+
+  // Nothing more lands on this stream: what the flush covered is unknown.
+  replication::Batch later;
+  write.set_seq(3);
+  write.set_data("BBBB");
+  *later.add_ops() = write;
+  absl::Status refused = applier.ApplyBatch(later, &ack);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store.Contents().substr(0, 4), "AAAA");
+
+  // The next stream starts clean.
+  store.fail = false;
+  applier.StreamEnded("flush failed");
+  ASSERT_TRUE(applier.HandleHello(hello, "peer").accepted());
+  EXPECT_TRUE(applier.ApplyBatch(later, &ack).ok());
+  EXPECT_EQ(store.Contents().substr(0, 4), "BBBB");
+  applier.SetListener(nullptr);
 }
 
 TEST(ReplicaMetaTest, CorruptFileIsDataLossNamingTheFile) {

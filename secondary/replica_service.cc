@@ -136,6 +136,19 @@ grpc::Status ReplicaService::Stream(
     return grpc::Status(grpc::CANCELLED, "could not send handshake reply");
   }
 
+  // Two writers from here on: this thread (batch acks) and the applier's
+  // flusher (background durability acks), one stream Write at a time.
+  absl::Mutex write_mu;
+  auto write = [&](const SecondaryMessage& m) {
+    absl::MutexLock lock(&write_mu);
+    return stream->Write(m);
+  };
+  applier->SetListener([&](const SecondaryMessage& m) {
+    write(m);
+    // A background flush failed: end the stream, the primary resyncs.
+    if (m.has_error()) context->TryCancel();
+  });
+
   grpc::Status result = grpc::Status::OK;
   std::string reason;
   while (stream->Read(&message)) {
@@ -158,19 +171,20 @@ grpc::Status ReplicaService::Stream(
     if (!status.ok()) {
       // Ack what was applied, then report the failure; the primary marks
       // the rest for resync and reconnects.
-      stream->Write(ack_message);
+      write(ack_message);
       SecondaryMessage error;
       error.mutable_error()->set_message(std::string(status.message()));
-      stream->Write(error);
+      write(error);
       reason = std::string(status.message());
       result = grpc::Status(grpc::ABORTED, reason);
       break;
     }
-    if (!stream->Write(ack_message)) {
+    if (!write(ack_message)) {
       reason = "ack write failed";
       break;
     }
   }
+  applier->SetListener(nullptr);  // before `stream` goes away
   if (context->IsCancelled() && reason.empty()) reason = "cancelled";
   applier->StreamEnded(reason);
   Release(volume, context);

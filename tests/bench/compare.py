@@ -2,7 +2,7 @@
 """fio (its nbd engine) against blockrepl and its peers, in one run, on the same kind of file.
 
     tests/bench/compare.py [--runtime S] [--rounds N] [--size SIZE] [--targets T,...]
-                           [--workloads W,...] [--json FILE] [--keep]
+                           [--workloads W,...] [--json FILE] [--keep] [--baseline DIR]
 
 Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
   nbdkit         nbdkit's file plugin (unreplicated; the reference of every ratio)
@@ -13,6 +13,9 @@ Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
   repl-off       repl-primary whose secondary is down: NBD + write-intent bitmap, no stream
   repl-async     repl-primary replicating to a local repl-secondary (default window)
   repl-sync      repl-primary --sync to a local repl-secondary
+  base-off, base-async, base-sync
+                 the same three with the binaries of --baseline DIR (another build, e.g. the
+                 commit before a change): an A/B of a change in one run
 Workloads: seq1M_qd8 (1 MiB sequential write, QD 8), rand4K_qd1, rand4K_qd32, rand64K_qd16
 (random writes), read4K_qd32 (4 KiB random read). Targets take turns within each workload and
 reverse order from round to round, so machine drift hits all alike. Before each run a replicating
@@ -49,6 +52,7 @@ WORKLOADS = {
 }
 TARGETS = ["nbdkit", "qemu-nbd", "qsd-background", "qsd-blocking", "repl-off", "repl-async",
            "repl-sync"]
+BASELINE_BIN = None  # --baseline: binaries of the base-* targets
 PROCS = []  # every process we started, stopped by PID at exit
 
 
@@ -203,28 +207,30 @@ def start_target(name, d, size):
                                        "sync": "full", "copy-mode": mode})
         wait_for(t.caught_up, 120, f"{name}: the mirror to be ready")
         return t
-    # repl-*
+    # repl-* and base-* (the same from the --baseline build)
+    binaries = BASELINE_BIN if name.startswith("base-") else BIN
+    name_kind = name.split("-", 1)[1]  # off | async | sync
     sport = free_port()
     prim, sec = d / f"{name}-primary.img", d / f"{name}-secondary.img"
     make_file(prim, size)
     pids = []
-    if name != "repl-off":
+    if name_kind != "off":
         make_file(sec, size)
-        s = spawn([BIN / "repl-secondary", f"--volume={name}", f"--store={sec}",
+        s = spawn([binaries / "repl-secondary", f"--volume={name}", f"--store={sec}",
                    f"--listen=127.0.0.1:{sport}", f"--admin-socket={d / (name + '-s.sock')}"],
                   d / f"{name}-secondary.log")
         wait_for(lambda: port_open(sport), 10, f"{name}: the secondary")
         pids.append(s.pid)
-    extra = ["--sync"] if name == "repl-sync" else []
+    extra = ["--sync"] if name_kind == "sync" else []
     admin = d / f"{name}-p.sock"
-    p = spawn([BIN / "repl-primary", f"--volume={name}", f"--store={prim}",
+    p = spawn([binaries / "repl-primary", f"--volume={name}", f"--store={prim}",
                f"--secondary=127.0.0.1:{sport}", f"--nbd-listen=127.0.0.1:{port}",
                f"--admin-socket={admin}", "--assume-clean", *extra], d / f"{name}-primary.log")
     wait_for(lambda: port_open(port), 10, f"{name}: the primary")
     pids.insert(0, p.pid)
     t = Target(name, f"nbd://127.0.0.1:{port}/{name}", pids,
-               prim if name != "repl-off" else None, sec if name != "repl-off" else None)
-    if name != "repl-off":
+               prim if name_kind != "off" else None, sec if name_kind != "off" else None)
+    if name_kind != "off":
         t.admin = admin
         wait_for(t.caught_up, 60, f"{name}: in sync")
     return t
@@ -264,7 +270,13 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--baseline", help="build/bin of another build, for the base-* targets")
     a = ap.parse_args()
+    global BASELINE_BIN
+    if a.baseline:
+        BASELINE_BIN = Path(a.baseline)
+    elif any(t.startswith("base-") for t in a.targets.split(",")):
+        raise SystemExit("bench: base-* targets need --baseline DIR")
     subprocess.run([ROOT / "scripts" / "install-deps.sh", "--bench"], check=True)
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
     size = int(a.size[:-1]) * units[a.size[-1]] if a.size[-1] in units else int(a.size)
