@@ -5,6 +5,8 @@
 // overlapping writes when it cares).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <string>
 
@@ -32,6 +34,20 @@ class BlockDevice {
   // without a copy. The default just writes them.
   virtual absl::Status WriteOwned(uint64_t offset, std::string data, bool fua) {
     return Write(offset, data, fua);
+  }
+
+  // Writes the concatenated `pieces` at `offset`: a payload left in the
+  // network buffers it arrived in (the secondary's zero-copy receive path).
+  // The default joins them into one buffer; a file store hands them to pwritev.
+  virtual absl::Status WritePieces(uint64_t offset, absl::Span<const iovec> pieces, bool fua) {
+    if (pieces.size() == 1) {
+      return Write(offset, {static_cast<const char*>(pieces[0].iov_base), pieces[0].iov_len}, fua);
+    }
+    std::string joined;
+    for (const iovec& piece : pieces) {
+      joined.append(static_cast<const char*>(piece.iov_base), piece.iov_len);
+    }
+    return Write(offset, joined, fua);
   }
 
   // Makes every write that completed before this call durable.

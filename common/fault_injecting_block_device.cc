@@ -119,6 +119,14 @@ absl::Status FaultInjectingBlockDevice::Write(uint64_t offset, absl::Span<const 
   return inner_->Write(offset, data, fua);
 }
 
+absl::Status FaultInjectingBlockDevice::WritePieces(uint64_t offset,
+                                                    absl::Span<const iovec> pieces, bool fua) {
+  uint64_t length = 0;
+  for (const iovec& piece : pieces) length += piece.iov_len;
+  RETURN_IF_ERROR(Check(Rule::kWrite, offset, length, "write"));
+  return inner_->WritePieces(offset, pieces, fua);
+}
+
 absl::Status FaultInjectingBlockDevice::Flush() {
   RETURN_IF_ERROR(Check(Rule::kFlush, 0, 0, "flush"));
   return inner_->Flush();

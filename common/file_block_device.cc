@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <vector>
+
+#include "absl/container/inlined_vector.h"
 
 #include "common/status_macros.h"
 
@@ -90,20 +93,38 @@ absl::Status FileBlockDevice::Read(uint64_t offset, absl::Span<char> out) {
 }
 
 absl::Status FileBlockDevice::Write(uint64_t offset, absl::Span<const char> data, bool fua) {
-  size_t done = 0;
+  const iovec whole{const_cast<char*>(data.data()), data.size()};
+  return WritePieces(offset, absl::MakeConstSpan(&whole, 1), fua);
+}
+
+absl::Status FileBlockDevice::WritePieces(uint64_t offset, absl::Span<const iovec> pieces,
+                                          bool fua) {
   // RWF_DSYNC makes a FUA write durable in the same syscall instead of a
   // whole-file fdatasync afterwards.
   const int rw_flags = fua ? RWF_DSYNC : 0;
-  while (done < data.size()) {
-    struct iovec iov;
-    iov.iov_base = const_cast<char*>(data.data() + done);
-    iov.iov_len = data.size() - done;
-    ssize_t n = pwritev2(fd_, &iov, 1, static_cast<off_t>(offset + done), rw_flags);
+  absl::InlinedVector<iovec, 4> left(pieces.begin(), pieces.end());  // no allocation for 1-4
+  size_t first = 0;  // left[first..] is still to write
+  uint64_t done = 0;
+  while (first < left.size()) {
+    if (left[first].iov_len == 0) {
+      ++first;
+      continue;
+    }
+    const int count = static_cast<int>(std::min<size_t>(left.size() - first, IOV_MAX));
+    ssize_t n = pwritev2(fd_, &left[first], count, static_cast<off_t>(offset + done), rw_flags);
     if (n < 0) {
       if (errno == EINTR) continue;
       return PosixError(Where("pwrite", offset + done));
     }
-    done += static_cast<size_t>(n);
+    done += static_cast<uint64_t>(n);
+    // A short write: skip what went out, go on from the middle of a piece.
+    for (size_t written = static_cast<size_t>(n); written > 0;) {
+      const size_t k = std::min(written, left[first].iov_len);
+      left[first].iov_base = static_cast<char*>(left[first].iov_base) + k;
+      left[first].iov_len -= k;
+      written -= k;
+      if (left[first].iov_len == 0) ++first;
+    }
   }
   return absl::OkStatus();
 }

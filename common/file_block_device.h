@@ -25,6 +25,7 @@ class FileBlockDevice : public BlockDevice {
   uint64_t Size() const override { return size_; }
   absl::Status Read(uint64_t offset, absl::Span<char> out) override;
   absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) override;
+  absl::Status WritePieces(uint64_t offset, absl::Span<const iovec> pieces, bool fua) override;
   absl::Status Flush() override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;

@@ -6,7 +6,7 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
  public:
   explicit Stream(FakeReplicationChannel* channel) : c_(channel) {}
 
-  bool Send(const replication::PrimaryMessage& message, bool) override {
+  bool Send(replication::PrimaryMessage message, bool) override {
     absl::MutexLock lock(&c_->mu_);
     if (c_->broken_) return false;
     if (message.has_hello()) {

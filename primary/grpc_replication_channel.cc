@@ -1,10 +1,14 @@
 #include "primary/grpc_replication_channel.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <grpcpp/impl/codegen/rpc_method.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/wire/stream_codec.h"
 #include "replication.grpc.pb.h"
 
 namespace blockrepl {
@@ -13,21 +17,34 @@ namespace {
 using replication::PrimaryMessage;
 using replication::SecondaryMessage;
 
+// The stream is opened untyped (ByteBuffer both ways, as the generated stub
+// would with its message types) so batches go out through the zero-copy
+// encoder (common/wire/stream_codec.h) instead of protobuf serialization.
 class GrpcReplicationStream : public ReplicationStream {
  public:
-  explicit GrpcReplicationStream(replication::Replication::Stub* stub) {
-    stream_ = stub->Stream(&context_);
+  GrpcReplicationStream(grpc::ChannelInterface* channel, const grpc::internal::RpcMethod& method) {
+    stream_.reset(grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::
+                      Create(channel, method, &context_));
   }
 
-  bool Send(const PrimaryMessage& message, bool more_coming) override {
+  bool Send(PrimaryMessage message, bool more_coming) override {
     grpc::WriteOptions options;
     // A buffer hint lets gRPC coalesce frames; only when another message is
     // already queued, never on the last one (it would sit in the buffer).
     if (more_coming) options.set_buffer_hint();
-    return stream_->Write(message, options);
+    grpc::ByteBuffer buffer = message.has_batch()
+                                  ? EncodeBatchMessage(std::move(*message.mutable_batch()))
+                                  : EncodeMessage(message);
+    return stream_->Write(buffer, options);
   }
 
-  bool Receive(SecondaryMessage* message) override { return stream_->Read(message); }
+  bool Receive(SecondaryMessage* message) override {
+    grpc::ByteBuffer buffer;
+    if (!stream_->Read(&buffer)) return false;
+    if (DecodeMessage(buffer, message)) return true;
+    context_.TryCancel();  // the secondary sent something protobuf rejects: end the stream
+    return false;
+  }
 
   void Cancel() override { context_.TryCancel(); }
 
@@ -40,7 +57,7 @@ class GrpcReplicationStream : public ReplicationStream {
 
  private:
   grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<PrimaryMessage, SecondaryMessage>> stream_;
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream_;
 };
 
 class GrpcReplicationChannel : public ReplicationChannel {
@@ -69,7 +86,8 @@ class GrpcReplicationChannel : public ReplicationChannel {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
     std::shared_ptr<grpc::ChannelCredentials> credentials = MakeChannelCredentials(tls, &args);
     channel_ = grpc::CreateCustomChannel(target, credentials, args);
-    stub_ = replication::Replication::NewStub(channel_);
+    method_ = std::make_unique<grpc::internal::RpcMethod>(
+        kReplicationStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING, channel_);
   }
 
   absl::StatusOr<std::unique_ptr<ReplicationStream>> Open(absl::Duration timeout) override {
@@ -79,7 +97,7 @@ class GrpcReplicationChannel : public ReplicationChannel {
       return absl::UnavailableError(
           absl::StrCat("cannot connect to secondary at ", target_, failure_hint_));
     }
-    return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(stub_.get()));
+    return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(channel_.get(), *method_));
   }
 
   std::string peer() const override { return target_; }
@@ -88,7 +106,7 @@ class GrpcReplicationChannel : public ReplicationChannel {
   const std::string target_;
   const std::string failure_hint_;  // what "cannot connect" may mean with these credentials
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<replication::Replication::Stub> stub_;
+  std::unique_ptr<grpc::internal::RpcMethod> method_;  // Replication.Stream
 };
 
 }  // namespace

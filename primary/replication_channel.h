@@ -20,8 +20,9 @@ class ReplicationStream {
  public:
   virtual ~ReplicationStream() = default;
   // Blocking send; `more_coming` lets the transport coalesce with the next
-  // message. False once the stream is broken.
-  virtual bool Send(const replication::PrimaryMessage& message, bool more_coming) = 0;
+  // message. Takes the message so its payloads can go out uncopied. False
+  // once the stream is broken.
+  virtual bool Send(replication::PrimaryMessage message, bool more_coming) = 0;
   // Blocking receive; false at end of stream or when broken.
   virtual bool Receive(replication::SecondaryMessage* message) = 0;
   // Aborts the stream; unblocks Send and Receive.

@@ -223,7 +223,7 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
     if (!answered.WaitForNotificationWithTimeout(options_.handshake_timeout)) stream->Cancel();
   });
   replication::SecondaryMessage reply;
-  bool ok = stream->Send(hello_message, false) && stream->Receive(&reply);
+  bool ok = stream->Send(std::move(hello_message), false) && stream->Receive(&reply);
   answered.Notify();
   watchdog.join();
 
@@ -576,7 +576,7 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
       stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
       more_coming = !send_queue_.empty();
     }
-    if (!stream->Send(message, more_coming)) {
+    if (!stream->Send(std::move(message), more_coming)) {
       MarkBroken(connection, "send failed");
       return;
     }

@@ -92,7 +92,7 @@ absl::Status Applier::BecomeResyncTarget() {
   return SaveMeta();
 }
 
-absl::Status Applier::SaveUndo(const replication::Batch& batch) {
+absl::Status Applier::SaveUndo(const IncomingBatch& batch) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const Op& op : batch.ops()) {
     if (op.kind() != Op::BARRIER && op.kind() != Op::RESYNC_DONE && op.kind() != Op::VERIFY &&
@@ -251,7 +251,8 @@ replication::HelloReply Applier::HandleHello(const replication::Hello& hello,
   return reply;
 }
 
-absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
+absl::Status Applier::ValidateOp(const Op& op, const PayloadView& payload,
+                                 uint64_t previous_seq) const {
   if (op.seq() <= previous_seq) {
     return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(),
                                                    " is not after seq ", previous_seq));
@@ -277,20 +278,19 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
       }
       return absl::OkStatus();
     case Op::RESYNC_BEGIN:
-      if (!op.data().empty() || op.length() != 0) {
+      if (payload.size != 0 || op.length() != 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("op seq ", op.seq(), ": RESYNC_BEGIN carries no range or data"));
       }
       return absl::OkStatus();
     case Op::WRITE:
     case Op::RESYNC:
-      if (op.data().size() != op.length()) {
+      if (payload.size != op.length()) {
         return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": length ",
-                                                       op.length(), " but ", op.data().size(),
+                                                       op.length(), " but ", payload.size,
                                                        " bytes of data"));
       }
-      if (op.has_data_checksum() &&
-          XXH3_64bits(op.data().data(), op.data().size()) != op.data_checksum()) {
+      if (op.has_data_checksum() && payload.Checksum() != op.data_checksum()) {
         return absl::DataLossError(absl::StrCat(
             "op seq ", op.seq(), " (", op.length(), " bytes at ", op.offset(),
             "): data checksum mismatch, corrupted in transit; nothing of this batch applied"));
@@ -299,13 +299,13 @@ absl::Status Applier::ValidateOp(const Op& op, uint64_t previous_seq) const {
     case Op::TRIM:
     case Op::WRITE_ZEROES:
     case Op::RESYNC_ZERO:
-      if (!op.data().empty()) {
+      if (payload.size != 0) {
         return absl::InvalidArgumentError(absl::StrCat("op seq ", op.seq(), ": unexpected data"));
       }
       break;
     case Op::VERIFY:
       // Bounded so one op cannot make us read (or answer) without limit.
-      if (!op.data().empty() || op.verify_piece() == 0 || op.length() == 0 ||
+      if (payload.size != 0 || op.verify_piece() == 0 || op.length() == 0 ||
           op.length() > kMaxVerifyBytes || op.length() / op.verify_piece() > kMaxVerifyPieces) {
         return absl::InvalidArgumentError(absl::StrCat(
             "op seq ", op.seq(), ": verify of ", op.length(), " bytes in pieces of ",
@@ -336,10 +336,11 @@ absl::Status Applier::Checksum(const Op& op, replication::Ack* ack) {
   return absl::OkStatus();
 }
 
-absl::Status Applier::ApplyOp(const Op& op) {
+absl::Status Applier::ApplyOp(const Op& op, const PayloadView& payload) {
   switch (op.kind()) {
     case Op::WRITE:
-      return store_->Write(op.offset(), op.data(), /*fua=*/false);
+    case Op::RESYNC:
+      return store_->WritePieces(op.offset(), payload.pieces, /*fua=*/false);
     case Op::TRIM:
       return store_->Trim(op.offset(), op.length(), /*fua=*/false);
     case Op::WRITE_ZEROES:
@@ -347,8 +348,6 @@ absl::Status Applier::ApplyOp(const Op& op) {
       // Punching holes keeps a sparse replica sparse; either way it reads
       // back as zeroes, like the primary.
       return store_->WriteZeroes(op.offset(), op.length(), /*may_trim=*/true, /*fua=*/false);
-    case Op::RESYNC:
-      return store_->Write(op.offset(), op.data(), /*fua=*/false);
     case Op::BARRIER:
       if (op.durability_only()) {
         flush_requested_seq_ = op.seq();  // the flusher takes it from here
@@ -388,7 +387,7 @@ absl::Status Applier::ApplyOp(const Op& op) {
   }
 }
 
-absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::Ack* ack) {
+absl::Status Applier::ApplyBatch(const IncomingBatch& batch, replication::Ack* ack) {
   absl::MutexLock lock(&mu_);
   // Validate the whole batch before touching anything (the undo log reads
   // the ranges too): a malformed batch is refused without side effects.
@@ -397,8 +396,9 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
   absl::Status status = flush_error_;
   bool has_resync = false;
   uint64_t previous_seq = stats_.applied_seq;
-  for (const Op& op : batch.ops()) {
-    if (status.ok()) status = ValidateOp(op, previous_seq);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Op& op = batch.ops()[i];
+    if (status.ok()) status = ValidateOp(op, batch.payload(i), previous_seq);
     if (!status.ok()) break;
     previous_seq = op.seq();
     has_resync |= op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO ||
@@ -416,10 +416,11 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
     status = SaveUndo(batch);
     if (!status.ok()) NoteStoreError(status);
   }
-  for (const Op& op : batch.ops()) {
+  for (size_t i = 0; i < batch.size(); ++i) {
     if (!status.ok()) break;
+    const Op& op = batch.ops()[i];
     const bool is_resync = op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
-    status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op);
+    status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op, batch.payload(i));
     if (!status.ok()) {
       NoteStoreError(status);  // ValidateOp passed, so this is the store failing (EIO, ENOSPC...)
       status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
@@ -433,7 +434,7 @@ absl::Status Applier::ApplyBatch(const replication::Batch& batch, replication::A
     }
     if (op.kind() == Op::WRITE || op.kind() == Op::TRIM || op.kind() == Op::WRITE_ZEROES) {
       stats_.applied_writes_total++;
-      stats_.applied_bytes_total += op.data().size();
+      stats_.applied_bytes_total += batch.payload(i).size;
     }
     if (is_resync) stats_.resync_bytes_total += op.length();
   }

@@ -23,6 +23,7 @@
 #include "common/bitmap/bitmap_file.h"
 #include "common/block_device.h"
 #include "common/data_history.h"
+#include "common/wire/stream_codec.h"
 #include "replication.pb.h"
 #include "secondary/replica_meta.h"
 #include "secondary/undo_log.h"
@@ -81,8 +82,13 @@ class Applier {
   // now follows. Never writes the store.
   replication::HelloReply HandleHello(const replication::Hello& hello, const std::string& peer);
   // Applies a batch in order; fills `ack` with what is applied/durable now.
-  // A non-OK status ends the stream (bad input or an I/O error).
-  absl::Status ApplyBatch(const replication::Batch& batch, replication::Ack* ack);
+  // A non-OK status ends the stream (bad input or an I/O error). Payloads
+  // are written from where they lie (the stream's receive buffers).
+  absl::Status ApplyBatch(const IncomingBatch& batch, replication::Ack* ack);
+  // The same for a protobuf batch (tests).
+  absl::Status ApplyBatch(const replication::Batch& batch, replication::Ack* ack) {
+    return ApplyBatch(IncomingBatch::View(batch), ack);
+  }
   // The stream ended: persist the last applied seq.
   void StreamEnded(const std::string& reason);
   // Flushes the store and saves metadata (clean shutdown).
@@ -133,9 +139,10 @@ class Applier {
   uint64_t size() const { return store_->Size(); }
 
  private:
-  absl::Status ValidateOp(const replication::Op& op, uint64_t previous_seq) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  absl::Status ApplyOp(const replication::Op& op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ValidateOp(const replication::Op& op, const PayloadView& payload,
+                          uint64_t previous_seq) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyOp(const replication::Op& op, const PayloadView& payload)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The flusher thread: syncs the store up to the latest durability-only
   // barrier, outside mu_, then publishes durable_seq and tells the listener.
   void FlushLoop();
@@ -147,7 +154,7 @@ class Applier {
   void NoteStoreError(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Before a batch lands on an inconsistent image with a valid undo log,
   // saves the old contents of everything it will overwrite.
-  absl::Status SaveUndo(const replication::Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SaveUndo(const IncomingBatch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshUndoStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The image is about to mix old and new chunks: persist "inconsistent"
   // and start a fresh undo log before the first one lands.

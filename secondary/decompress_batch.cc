@@ -8,24 +8,28 @@
 
 namespace blockrepl {
 
-absl::Status DecompressBatch(replication::Batch* batch) {
+absl::Status DecompressBatch(IncomingBatch* batch) {
   uint64_t expanded = 0;
-  for (const replication::Op& op : batch->ops()) {
-    const uint64_t bytes = ExpandedPayloadBytes(op);
+  for (size_t i = 0; i < batch->size(); ++i) {
+    const replication::Op& op = batch->ops()[i];
+    const uint64_t bytes =
+        op.codec() == replication::Op::CODEC_NONE ? batch->payload(i).size : op.length();
     if (bytes > kMaxRawPayload || (expanded += bytes) > kMaxRawPayload) {
       return absl::InvalidArgumentError(
           absl::StrCat("op seq ", op.seq(), ": the batch expands to more than ", kMaxRawPayload,
                        " bytes of payload"));
     }
   }
-  for (replication::Op& op : *batch->mutable_ops()) {
+  for (size_t i = 0; i < batch->size(); ++i) {
+    replication::Op& op = batch->ops()[i];
     if (op.codec() == replication::Op::CODEC_NONE) continue;
-    auto raw = DecompressPayload(op.codec(), op.data(), op.length(), kMaxRawPayload);
+    auto raw = DecompressPayload(op.codec(), batch->payload(i).Flatten(), op.length(),
+                                 kMaxRawPayload);
     if (!raw.ok()) {
       return absl::Status(raw.status().code(), absl::StrCat("op seq ", op.seq(), ": ",
                                                             raw.status().message()));
     }
-    op.set_data(std::move(raw).value());
+    batch->ReplacePayload(i, std::move(raw).value());
     op.set_codec(replication::Op::CODEC_NONE);
   }
   return absl::OkStatus();

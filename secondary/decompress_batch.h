@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "replication.pb.h"
+#include "common/wire/stream_codec.h"
 
 namespace blockrepl {
 
@@ -18,6 +18,6 @@ inline constexpr uint64_t kMaxRawPayload = 64ull << 20;
 // cleared. Refused before anything is allocated: a batch whose ops claim more than
 // kMaxRawPayload bytes in all. An error names the op; the batch is then partly expanded and must
 // not be applied.
-absl::Status DecompressBatch(replication::Batch* batch);
+absl::Status DecompressBatch(IncomingBatch* batch);
 
 }  // namespace blockrepl

@@ -29,9 +29,10 @@ TEST(DecompressBatchTest, ExpandsCompressedOpsAndClearsTheirCodec) {
   replication::Batch batch;
   const std::string raw(65536, 'z');
   *batch.add_ops() = CompressedWrite(1, raw);
-  ASSERT_TRUE(DecompressBatch(&batch).ok());
-  EXPECT_EQ(batch.ops(0).codec(), Op::CODEC_NONE);
-  EXPECT_EQ(batch.ops(0).data(), raw);
+  IncomingBatch incoming = IncomingBatch::View(batch);
+  ASSERT_TRUE(DecompressBatch(&incoming).ok());
+  EXPECT_EQ(incoming.ops()[0].codec(), Op::CODEC_NONE);
+  EXPECT_EQ(incoming.payload(0).Flatten(), raw);
 }
 
 TEST(DecompressBatchTest, RefusesABatchThatWouldExpandPastTheStreamLimit) {
@@ -44,17 +45,19 @@ TEST(DecompressBatchTest, RefusesABatchThatWouldExpandPastTheStreamLimit) {
     op.set_seq(i + 1);
     *batch.add_ops() = op;
   }
-  absl::Status status = DecompressBatch(&batch);
+  IncomingBatch incoming = IncomingBatch::View(batch);
+  absl::Status status = DecompressBatch(&incoming);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("expands to more than"), std::string::npos) << status;
-  EXPECT_EQ(batch.ops(0).codec(), Op::CODEC_ZSTD);  // nothing was expanded
+  EXPECT_EQ(incoming.ops()[0].codec(), Op::CODEC_ZSTD);  // nothing was expanded
 
   Op huge = one;
   huge.set_length(~0ull);  // a hostile length must not wrap the running total
   replication::Batch lone;
   *lone.add_ops() = one;
   *lone.add_ops() = huge;
-  EXPECT_EQ(DecompressBatch(&lone).code(), absl::StatusCode::kInvalidArgument);
+  IncomingBatch lone_incoming = IncomingBatch::View(lone);
+  EXPECT_EQ(DecompressBatch(&lone_incoming).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(DecompressBatchTest, RangeOpsWithoutPayloadDoNotCount) {
@@ -65,7 +68,8 @@ TEST(DecompressBatchTest, RangeOpsWithoutPayloadDoNotCount) {
   trim.set_length(1ull << 40);  // a 1 TiB discard carries no bytes
   *batch.add_ops() = trim;
   *batch.add_ops() = CompressedWrite(2, std::string(4096, 'a'));
-  EXPECT_TRUE(DecompressBatch(&batch).ok());
+  IncomingBatch incoming = IncomingBatch::View(batch);
+  EXPECT_TRUE(DecompressBatch(&incoming).ok());
 }
 
 }  // namespace

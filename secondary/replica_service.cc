@@ -1,10 +1,14 @@
 #include "secondary/replica_service.h"
 
+#include <grpcpp/impl/codegen/method_handler.h>
+#include <grpcpp/impl/codegen/rpc_service_method.h>
+
 #include "common/tls/tls_options.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "common/wire/stream_codec.h"
 #include "secondary/decompress_batch.h"
 
 namespace blockrepl {
@@ -14,7 +18,20 @@ using replication::SecondaryMessage;
 
 ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers,
                                std::map<std::string, std::string> peer_names)
-    : appliers_(std::move(appliers)), peer_names_(std::move(peer_names)) {}
+    : appliers_(std::move(appliers)), peer_names_(std::move(peer_names)) {
+  // What the generated Replication::Service does, with ByteBuffer for both
+  // message types.
+  using Handler = grpc::internal::BidiStreamingHandler<ReplicaService, grpc::ByteBuffer,
+                                                       grpc::ByteBuffer>;
+  AddMethod(new grpc::internal::RpcServiceMethod(
+      kReplicationStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING,
+      new Handler(
+          [](ReplicaService* service, grpc::ServerContext* context,
+             grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+            return service->Stream(context, stream);
+          },
+          this)));
+}
 
 bool ReplicaService::Claim(const std::string& volume, grpc::ServerContext* context) {
   absl::MutexLock lock(&mu_);
@@ -68,13 +85,17 @@ void ReplicaService::CancelAll() {
 
 grpc::Status ReplicaService::Stream(
     grpc::ServerContext* context,
-    grpc::ServerReaderWriter<SecondaryMessage, PrimaryMessage>* stream) {
-  PrimaryMessage message;
-  if (!stream->Read(&message)) return grpc::Status(grpc::CANCELLED, "no handshake");
-  if (!message.has_hello()) {
-    return grpc::Status(grpc::INVALID_ARGUMENT, "first message must be a Hello");
+    grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+  grpc::ByteBuffer received;
+  if (!stream->Read(&received)) return grpc::Status(grpc::CANCELLED, "no handshake");
+  replication::Hello hello;
+  IncomingBatch batch;
+  bool is_hello = false;
+  if (absl::Status s = DecodePrimaryMessage(received, &hello, &batch, &is_hello); !s.ok()) {
+    return grpc::Status(grpc::INVALID_ARGUMENT, std::string(s.message()));
   }
-  const std::string volume = message.hello().volume();
+  if (!is_hello) return grpc::Status(grpc::INVALID_ARGUMENT, "first message must be a Hello");
+  const std::string volume = hello.volume();
   auto it = appliers_.find(volume);
   SecondaryMessage reply;
   if (it == appliers_.end()) {
@@ -86,7 +107,7 @@ grpc::Status ReplicaService::Stream(
     LogError("refused primary ", context->peer(), ": ", error);
     reply.mutable_hello_reply()->set_accepted(false);
     reply.mutable_hello_reply()->set_error(error);
-    stream->Write(reply);
+    stream->Write(EncodeMessage(reply));
     return grpc::Status(grpc::FAILED_PRECONDITION, error);
   }
   Applier* applier = it->second;
@@ -101,7 +122,7 @@ grpc::Status ReplicaService::Stream(
       LogError("refused primary ", context->peer(), ": ", error);
       reply.mutable_hello_reply()->set_accepted(false);
       reply.mutable_hello_reply()->set_error(error);
-      stream->Write(reply);
+      stream->Write(EncodeMessage(reply));
       return grpc::Status(grpc::PERMISSION_DENIED, error);
     }
   }
@@ -110,14 +131,13 @@ grpc::Status ReplicaService::Stream(
                                      "' (replctl connect on the secondary lets it resume)");
     reply.mutable_hello_reply()->set_accepted(false);
     reply.mutable_hello_reply()->set_error(error);
-    stream->Write(reply);
+    stream->Write(EncodeMessage(reply));
     return grpc::Status(grpc::FAILED_PRECONDITION, error);
   }
   // Validate before claiming: a wrong primary must not kick out the right one.
-  const replication::Hello& hello = message.hello();
   if (hello.size_bytes() != applier->size()) {
     *reply.mutable_hello_reply() = applier->HandleHello(hello, context->peer());
-    stream->Write(reply);
+    stream->Write(EncodeMessage(reply));
     return grpc::Status(grpc::FAILED_PRECONDITION, reply.hello_reply().error());
   }
   if (!Claim(volume, context)) {
@@ -126,11 +146,11 @@ grpc::Status ReplicaService::Stream(
   }
   *reply.mutable_hello_reply() = applier->HandleHello(hello, context->peer());
   if (!reply.hello_reply().accepted()) {
-    stream->Write(reply);
+    stream->Write(EncodeMessage(reply));
     Release(volume, context);
     return grpc::Status(grpc::FAILED_PRECONDITION, reply.hello_reply().error());
   }
-  if (!stream->Write(reply)) {
+  if (!stream->Write(EncodeMessage(reply))) {
     applier->StreamEnded("could not send handshake reply");
     Release(volume, context);
     return grpc::Status(grpc::CANCELLED, "could not send handshake reply");
@@ -141,7 +161,7 @@ grpc::Status ReplicaService::Stream(
   absl::Mutex write_mu;
   auto write = [&](const SecondaryMessage& m) {
     absl::MutexLock lock(&write_mu);
-    return stream->Write(m);
+    return stream->Write(EncodeMessage(m));
   };
   applier->SetListener([&](const SecondaryMessage& m) {
     write(m);
@@ -151,16 +171,19 @@ grpc::Status ReplicaService::Stream(
 
   grpc::Status result = grpc::Status::OK;
   std::string reason;
-  while (stream->Read(&message)) {
-    if (!message.has_batch()) {
-      reason = "unexpected message after handshake";
+  while (stream->Read(&received)) {
+    absl::Status status = DecodePrimaryMessage(received, &hello, &batch, &is_hello);
+    if (status.ok() && is_hello) status = absl::InvalidArgumentError("unexpected message after handshake");
+    if (!status.ok()) {
+      reason = std::string(status.message());
       result = grpc::Status(grpc::INVALID_ARGUMENT, reason);
+      LogError("volume '", volume, "': ", reason);
       break;
     }
     SecondaryMessage ack_message;
-    absl::Status status = DecompressBatch(message.mutable_batch());
+    status = DecompressBatch(&batch);
     if (status.ok()) {
-      status = applier->ApplyBatch(message.batch(), ack_message.mutable_ack());
+      status = applier->ApplyBatch(batch, ack_message.mutable_ack());
     } else {
       // Nothing of the batch was applied: ack where we stand.
       const Applier::Snapshot s = applier->snapshot();

@@ -3,7 +3,9 @@
 // one cancels the old stream and waits for it to stop applying before the
 // handshake, so writes from a dead connection can never land after the
 // resync of the new one. Each stream runs on a gRPC server thread: read a
-// batch, apply it, ack. Thread-safe.
+// batch, apply it, ack. The method is registered untyped (ByteBuffer) so a
+// batch's payloads are written to the store from gRPC's receive buffers
+// (common/wire/stream_codec.h), not copied out by protobuf. Thread-safe.
 #pragma once
 
 #include <map>
@@ -11,23 +13,27 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "replication.grpc.pb.h"
+#include "replication.pb.h"
 #include "secondary/applier.h"
 
 namespace blockrepl {
 
-class ReplicaService final : public replication::Replication::Service {
+class ReplicaService final : public grpc::Service {
  public:
   // `appliers` by volume name; not owned, outlive the service. A volume in
   // `peer_names` accepts only a primary whose TLS certificate names it.
   explicit ReplicaService(std::map<std::string, Applier*> appliers,
                           std::map<std::string, std::string> peer_names = {});
 
+  // Replication.Stream (replication.proto): one primary's stream.
   grpc::Status Stream(grpc::ServerContext* context,
-                      grpc::ServerReaderWriter<replication::SecondaryMessage,
-                                               replication::PrimaryMessage>* stream) override;
+                      grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
 
   // Cancels every active stream and refuses new ones (shutdown).
   void CancelAll();

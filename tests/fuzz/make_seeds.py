@@ -91,10 +91,12 @@ def encode(text):
 
 
 def frame(messages):
+    """Each message: its length (2 bytes, little-endian), where the fuzzer cuts it into two
+    slices (1 byte: taken modulo length + 1), the message."""
     out = b""
-    for m in messages:
+    for i, m in enumerate(messages):
         assert len(m) < 65536
-        out += struct.pack("<H", len(m)) + m
+        out += struct.pack("<HB", len(m), (37 * (i + 1)) % 256) + m
     return out
 
 

@@ -1,13 +1,14 @@
 // Fuzzes the secondary's handling of a replication stream, as ReplicaService runs it minus gRPC:
-// the Hello check against the replica's identity, then batches (decompression, checksums, op
+// the zero-copy decoding of each message (common/wire/stream_codec.h, from a buffer cut into two
+// slices at an input-chosen point, so reads across slice boundaries are covered), the Hello check against the replica's identity, then batches (decompression, checksums, op
 // validation, barriers, resync begin/done with the undo log, verify) applied to a 1 MiB
 // in-memory store, and at the end of the stream a rollback when a resync was cut short. Whatever
 // the primary sends, the secondary must refuse it cleanly: no crash, no access outside the
 // store, no unbounded allocation.
 //
-// Input: a sequence of messages, each a 2-byte little-endian length and that many bytes of a
-// serialized replication.PrimaryMessage. The stream ends at the first message that does not
-// parse or is refused, as the real stream does.
+// Input: a sequence of messages, each a 2-byte little-endian length, a byte choosing where to
+// cut it into two slices, and that many bytes of a serialized replication.PrimaryMessage. The
+// stream ends at the first message that does not decode or is refused, as the real stream does.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/mem_block_device.h"
+#include "common/wire/stream_codec.h"
 #include "replication.pb.h"
 #include "secondary/applier.h"
 #include "secondary/decompress_batch.h"
@@ -51,24 +53,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   bool accepted = false;
   size_t at = 0;
-  while (at + 2 <= size) {
+  while (at + 3 <= size) {
     const size_t length = data[at] | (size_t{data[at + 1]} << 8);
-    at += 2;
+    const size_t cut = length == 0 ? 0 : data[at + 2] % (length + 1);
+    at += 3;
     if (length > size - at) break;
-    replication::PrimaryMessage message;
-    const bool parsed = message.ParseFromArray(data + at, static_cast<int>(length));
+    grpc::Slice pieces[2] = {grpc::Slice(data + at, cut), grpc::Slice(data + at + cut, length - cut)};
+    grpc::ByteBuffer buffer(pieces, 2);
     at += length;
-    if (!parsed) break;
+    replication::Hello hello;
+    IncomingBatch batch;
+    bool is_hello = false;
+    if (!DecodePrimaryMessage(buffer, &hello, &batch, &is_hello).ok()) break;
     if (!accepted) {  // the first message must be an accepted Hello
-      if (!message.has_hello()) break;
-      accepted = applier.HandleHello(message.hello(), "fuzz").accepted();
+      if (!is_hello) break;
+      accepted = applier.HandleHello(hello, "fuzz").accepted();
       if (!accepted) break;
       continue;
     }
-    if (!message.has_batch()) break;
+    if (is_hello) break;
     replication::Ack ack;
-    absl::Status status = DecompressBatch(message.mutable_batch());
-    if (status.ok()) status = applier.ApplyBatch(message.batch(), &ack);
+    absl::Status status = DecompressBatch(&batch);
+    if (status.ok()) status = applier.ApplyBatch(batch, &ack);
     if (!status.ok()) break;
   }
   applier.StreamEnded("fuzz input ended");
