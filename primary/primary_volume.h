@@ -38,7 +38,7 @@ struct PrimaryVolumeOptions {
   bool assume_clean = false;
   uint64_t max_inflight_writes = 512;
   uint64_t max_inflight_bytes = 64ull << 20;
-  uint64_t max_epoch_writes = 2048;
+  uint64_t max_epoch_writes = 65536;
   uint64_t resync_rate = 0;       // bytes per second, 0 = unlimited
   // --resync-mode=checksum: compare flagged chunks by checksum, send only those that differ.
   bool resync_by_checksum = false;

@@ -3,6 +3,7 @@
 
     tests/bench/compare.py [--runtime S] [--rounds N] [--size SIZE] [--targets T,...]
                            [--workloads W,...] [--json FILE] [--keep] [--baseline DIR]
+                           [--repl-args "FLAGS"]
 
 Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
   nbdkit         nbdkit's file plugin (unreplicated; the reference of every ratio)
@@ -15,7 +16,8 @@ Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
   repl-sync      repl-primary --sync to a local repl-secondary
   base-off, base-async, base-sync
                  the same three with the binaries of --baseline DIR (another build, e.g. the
-                 commit before a change): an A/B of a change in one run
+                 commit before a change): an A/B of a change in one run; with --repl-args, of
+                 repl-primary flags (base-* get none)
 Workloads: seq1M_qd8 (1 MiB sequential write, QD 8), rand4K_qd1, rand4K_qd32, rand64K_qd16
 (random writes), read4K_qd32 (4 KiB random read). Targets take turns within each workload and
 reverse order from round to round, so machine drift hits all alike. Before each run a replicating
@@ -53,6 +55,7 @@ WORKLOADS = {
 TARGETS = ["nbdkit", "qemu-nbd", "qsd-background", "qsd-blocking", "repl-off", "repl-async",
            "repl-sync"]
 BASELINE_BIN = None  # --baseline: binaries of the base-* targets
+REPL_ARGS = []  # --repl-args: extra repl-primary flags of the repl-* targets
 PROCS = []  # every process we started, stopped by PID at exit
 
 
@@ -222,6 +225,8 @@ def start_target(name, d, size):
         wait_for(lambda: port_open(sport), 10, f"{name}: the secondary")
         pids.append(s.pid)
     extra = ["--sync"] if name_kind == "sync" else []
+    if name.startswith("repl-"):
+        extra += REPL_ARGS
     admin = d / f"{name}-p.sock"
     p = spawn([binaries / "repl-primary", f"--volume={name}", f"--store={prim}",
                f"--secondary=127.0.0.1:{sport}", f"--nbd-listen=127.0.0.1:{port}",
@@ -271,8 +276,10 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--baseline", help="build/bin of another build, for the base-* targets")
+    ap.add_argument("--repl-args", default="", help="extra repl-primary flags for repl-* targets")
     a = ap.parse_args()
-    global BASELINE_BIN
+    global BASELINE_BIN, REPL_ARGS
+    REPL_ARGS = a.repl_args.split()
     if a.baseline:
         BASELINE_BIN = Path(a.baseline)
     elif any(t.startswith("base-") for t in a.targets.split(",")):
