@@ -13,7 +13,11 @@ Secondary store:
   - with writes failing on the secondary (ENOSPC: the DR site's disk is full) clients of the
     primary go on writing; the secondary refuses the batch (nothing half-applied is acked), its
     status and /metrics count the failures, the primary shows the pair out of sync with the
-    written chunks flagged; once cleared, the resync brings the secondary back, stores equal.
+    written chunks flagged; once cleared, the resync brings the secondary back, stores equal;
+  - with fdatasync failing on the secondary (EIO) while clients write without flushing, the
+    secondary's background flush of an epoch fails: it ends the stream instead of acking the
+    epoch durable, the primary keeps the epoch's chunks flagged, and once cleared the resync
+    brings the secondary back, stores equal.
 """
 import os
 import sys
@@ -123,6 +127,38 @@ def secondary_faults(case, prim, sec, faults, sec_metrics_port):
     H.assert_same_files(prim.store, sec.store)
 
 
+def secondary_flush_faults(case, prim, sec, faults):
+    before = prim.status()
+    errors_before = sec.status()["store_errors_total"]
+    H.log("secondary store: fdatasync fails with EIO (background durability of epochs)")
+    set_faults(faults, "flush EIO\n")
+    nbd = H.RawNBD("127.0.0.1", prim.nbd_port, prim.volume)
+    # No client flush: the epoch the primary closes when the stream goes idle is durability-only,
+    # so the secondary syncs it on its flusher thread.
+    for i in range(6):
+        err, _ = nbd.request(nbd.CMD_WRITE, (30 + i) * CHUNK, CHUNK, data=bytes([0x60 + i]) * CHUNK)
+        H.check_eq(err, 0, f"client write {i} while the secondary's flushes fail")
+    H.wait_for(lambda: "background flush up to seq" in sec.proc.log_path.read_text(errors="replace"),
+               20, "the secondary's background flush to fail", procs=[prim.proc, sec.proc])
+    H.wait_for(lambda: sec.status()["store_errors_total"] > errors_before, 20,
+               "the secondary to count the failed flush", procs=[prim.proc, sec.proc])
+    st = H.wait_for(lambda: (s := prim.status())["dirty_chunks"] > 0 and s, 20,
+                    "the primary to keep the epoch's chunks flagged", procs=[prim.proc, sec.proc])
+    H.log(f"while the secondary's flushes fail: primary {H.brief(st)}")
+    nbd.close()
+
+    H.log("secondary store: flush faults cleared")
+    set_faults(faults, "")
+    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
+    moved = st["resynced_chunks_total"] - before["resynced_chunks_total"]
+    H.log(f"secondary flush faults: converged after resyncing {moved} chunks, {H.brief(st)}")
+    H.check(moved >= 1, "no chunk was resynced after the failed background flush")
+    H.check(sec.status()["consistent"], "secondary not consistent after the resync")
+    H.check(H.pread(sec.store, 30 * CHUNK, CHUNK) == b"\x60" * CHUNK,
+            "the secondary lacks a write whose epoch failed to sync")
+    H.assert_same_files(prim.store, sec.store)
+
+
 def body(case):
     prim_faults = case.path("primary.faults")
     sec_faults = case.path("secondary.faults")
@@ -136,6 +172,7 @@ def body(case):
     H.wait_in_sync(prim, timeout=60, secondary=sec)
     primary_faults(case, prim, sec, prim_faults, prim_metrics)
     secondary_faults(case, prim, sec, sec_faults, sec_metrics)
+    secondary_flush_faults(case, prim, sec, sec_faults)
     prim.stop()
     sec.stop()
 
