@@ -20,7 +20,8 @@ Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
                  repl-primary flags (base-* get none)
 Workloads: seq1M_qd8 (1 MiB sequential write, QD 8), rand4K_qd1, rand4K_qd32, rand64K_qd16
 (random writes), read4K_qd32 (4 KiB random read). Targets take turns within each workload and
-reverse order from round to round, so machine drift hits all alike. Before each run a replicating
+reverse order from round to round, so machine drift hits all alike; before each run the page
+cache's dirty pages are written back (sync), so no target pays for another's deferred writeback. Before each run a replicating
 target must have caught up (in sync / mirror converged), so runs do not overlap.
 
 Per run: MB/s, IOPS, p50/p99 completion latency, ratio of IOPS to nbdkit, CPU seconds of the
@@ -241,10 +242,17 @@ def start_target(name, d, size):
     return t
 
 
-def run_fio(t, wname, size, runtime, out):
+def run_fio(t, wname, size, runtime, out, others=()):
+    # Write back every dirty page first: targets that never sync (nbdkit, qemu-nbd, repl-off)
+    # leave up to their whole file dirty, and the kernel's writeback of it (block allocation in a
+    # sparse file, on these same 2 cores) would otherwise run during the next target's run.
+    os.sync()
     for pid in t.pids:
         reset_peak_rss(pid)
     cpu0 = sum(cpu_seconds(pid) for pid in t.pids)
+    # The idle targets share the 2 cores: what they burn meanwhile is reported (not charged).
+    idle_pids = [pid for o in others for pid in o.pids]
+    idle0 = sum(cpu_seconds(pid) for pid in idle_pids)
     argv = ["fio", f"--name={wname}", "--ioengine=nbd", f"--uri={t.uri}",
             *WORKLOADS[wname].split(), f"--size={size}", "--time_based", f"--runtime={runtime}",
             "--ramp_time=1", "--output-format=json", f"--output={out}"]
@@ -254,6 +262,7 @@ def run_fio(t, wname, size, runtime, out):
     # Replication work done after fio returned (the window draining) belongs to this run.
     wait_for(t.caught_up, 300, f"{t.name}: to catch up after {wname}")
     cpu = sum(cpu_seconds(pid) for pid in t.pids) - cpu0
+    idle_cpu = sum(cpu_seconds(pid) for pid in idle_pids) - idle0
     job = json.load(open(out))["jobs"][0]
     side = job["read"] if wname.startswith("read") else job["write"]
     pct = side["clat_ns"].get("percentile", {})
@@ -263,6 +272,7 @@ def run_fio(t, wname, size, runtime, out):
     return {"mb_s": side["bw_bytes"] / 1e6, "iops": side["iops"],
             "p50_us": pct.get("50.000000", 0) / 1e3, "p99_us": pct.get("99.000000", 0) / 1e3,
             "cpu_s_per_gib": cpu / gib if gib > 0 else 0.0,
+            "idle_targets_cpu_s": round(idle_cpu, 2),
             "peak_rss_mib": [round(peak_rss_mib(pid), 1) for pid in t.pids]}
 
 
@@ -301,12 +311,14 @@ def main():
                 order = targets if rnd % 2 else list(reversed(targets))
                 for name in order:
                     r = run_fio(running[name], w, a.size, a.runtime,
-                                d / f"fio-{w}-{name}-r{rnd}.json")
+                                d / f"fio-{w}-{name}-r{rnd}.json",
+                                [t for n, t in running.items() if n != name])
                     r.update(target=name, workload=w, round=rnd)
                     results.append(r)
                     log(f"  round {rnd} {w:13s} {name:15s} {r['mb_s']:8.1f} MB/s "
                         f"{r['iops']:9.0f} IOPS  p99 {r['p99_us']:8.0f} us  "
-                        f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB")
+                        f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB  "
+                        f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s")
         summary = summarize(results, targets, workloads)
         checks = []
         for name, t in running.items():
