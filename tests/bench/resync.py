@@ -113,6 +113,9 @@ def main():
             h.shutdown()
             older = d / "older.img"
             shutil.copyfile(sec, older)
+            # The copy (for rsync below) leaves 4 GiB dirty: written back now, or the resync's
+            # final fdatasync would queue behind it on the disk.
+            os.sync()
             before = status(padmin)["resynced_bytes_total"]
             lo0, t0 = lo_bytes(), time.monotonic()
             subprocess.run([C.BIN / "replctl", f"--admin-socket={padmin}", "connect"],
