@@ -1,7 +1,6 @@
 #include "primary/grpc_replication_channel.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/impl/codegen/client_unary_call.h>
 #include <grpcpp/impl/codegen/rpc_method.h>
 #include <grpcpp/impl/codegen/sync_stream.h>
 
@@ -9,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/wire/stream_codec.h"
-#include "replication.grpc.pb.h"
 
 namespace blockrepl {
 namespace {
@@ -42,7 +40,8 @@ class GrpcReplicationStream : public ReplicationStream {
     grpc::ByteBuffer buffer;
     if (!stream_->Read(&buffer)) return false;
     if (DecodeMessage(buffer, message)) return true;
-    context_.TryCancel();  // the secondary sent something protobuf rejects: end the stream
+    malformed_reply_ = true;  // Receive runs on one thread only; FinishReason after it
+    context_.TryCancel();
     return false;
   }
 
@@ -50,6 +49,7 @@ class GrpcReplicationStream : public ReplicationStream {
 
   std::string FinishReason() override {
     grpc::Status status = stream_->Finish();
+    if (malformed_reply_) return "the secondary sent a message that does not parse";
     if (status.ok()) return "stream closed by the secondary";
     return status.error_message().empty() ? absl::StrCat("grpc code ", status.error_code())
                                           : status.error_message();
@@ -58,6 +58,7 @@ class GrpcReplicationStream : public ReplicationStream {
  private:
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream_;
+  bool malformed_reply_ = false;
 };
 
 class GrpcReplicationChannel : public ReplicationChannel {

@@ -13,7 +13,6 @@
 
 namespace blockrepl {
 
-using replication::PrimaryMessage;
 using replication::SecondaryMessage;
 
 ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers,
@@ -172,8 +171,11 @@ grpc::Status ReplicaService::Stream(
   grpc::Status result = grpc::Status::OK;
   std::string reason;
   while (stream->Read(&received)) {
-    absl::Status status = DecodePrimaryMessage(received, &hello, &batch, &is_hello);
-    if (status.ok() && is_hello) status = absl::InvalidArgumentError("unexpected message after handshake");
+    replication::Hello another_hello;
+    absl::Status status = DecodePrimaryMessage(received, &another_hello, &batch, &is_hello);
+    if (status.ok() && is_hello) {
+      status = absl::InvalidArgumentError("unexpected Hello after the handshake");
+    }
     if (!status.ok()) {
       reason = std::string(status.message());
       result = grpc::Status(grpc::INVALID_ARGUMENT, reason);
