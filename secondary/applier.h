@@ -186,14 +186,16 @@ class Applier {
   std::function<void()> on_handover_ ABSL_GUARDED_BY(mu_);
   bool handover_pending_ ABSL_GUARDED_BY(mu_) = false;  // HANDOVER applied, stream not ended
   // Background durability: the latest durability-only barrier applied, and
-  // the first failure of a background flush (refuses every later batch: a
-  // write it covered may not be on disk).
+  // the first failure of a background flush (refuses every later batch of
+  // the stream, since a write it covered may not be on disk; reset when the
+  // stream ends).
   uint64_t flush_requested_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status flush_error_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
-  // Held while the listener runs (a blocking stream write), never with mu_.
-  absl::Mutex listener_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  // Held while the listener runs (a blocking stream write), never together
+  // with mu_.
+  absl::Mutex listener_mu_;
   Listener listener_ ABSL_GUARDED_BY(listener_mu_);
 
   std::thread flusher_;  // last: starts after everything above is built

@@ -86,8 +86,9 @@ grpc::ByteBuffer EncodeMessage(const google::protobuf::MessageLite& message);
 bool DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite* message);
 
 // Parses a PrimaryMessage: a Hello into `hello` (then `*is_hello` = true) or
-// a Batch into `batch`. InvalidArgument for anything protobuf would reject
-// (truncated, bad varint, wrong wire type) or a message with neither.
+// a Batch into `batch`. InvalidArgument for a malformed message (truncated, a
+// length past its end, a bad varint, groups) or one with neither; whatever it
+// accepts, protobuf would parse to the same ops (unknown fields skipped).
 absl::Status DecodePrimaryMessage(const grpc::ByteBuffer& buffer, replication::Hello* hello,
                                   IncomingBatch* batch, bool* is_hello);
 
