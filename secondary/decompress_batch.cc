@@ -12,8 +12,7 @@ absl::Status DecompressBatch(IncomingBatch* batch) {
   uint64_t expanded = 0;
   for (size_t i = 0; i < batch->size(); ++i) {
     const replication::Op& op = batch->ops()[i];
-    const uint64_t bytes =
-        op.codec() == replication::Op::CODEC_NONE ? batch->payload(i).size : op.length();
+    const uint64_t bytes = ExpandedPayloadBytes(op, batch->payload(i).size);
     if (bytes > kMaxRawPayload || (expanded += bytes) > kMaxRawPayload) {
       return absl::InvalidArgumentError(
           absl::StrCat("op seq ", op.seq(), ": the batch expands to more than ", kMaxRawPayload,

@@ -2,9 +2,9 @@
 
 #include <grpcpp/support/proto_buffer_reader.h>
 
-#include <memory>
 
 #include "absl/strings/str_cat.h"
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per payload
 #include "xxhash.h"
 
 namespace blockrepl {
@@ -192,11 +192,10 @@ std::string PayloadView::Flatten() const {
 
 uint64_t PayloadView::Checksum() const {
   if (pieces.size() == 1) return XXH3_64bits(pieces[0].iov_base, pieces[0].iov_len);
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
-                                                                  &XXH3_freeState);
-  XXH3_64bits_reset(state.get());
-  for (const iovec& piece : pieces) XXH3_64bits_update(state.get(), piece.iov_base, piece.iov_len);
-  return XXH3_64bits_digest(state.get());
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  for (const iovec& piece : pieces) XXH3_64bits_update(&state, piece.iov_base, piece.iov_len);
+  return XXH3_64bits_digest(&state);
 }
 
 IncomingBatch IncomingBatch::View(const replication::Batch& batch) {

@@ -119,9 +119,9 @@ void Session::Transmission(const Export& e) {
 
     uint64_t buffered = UsesBuffer(req->type) ? req->length : 0;
     if (!Admit(buffered)) return;
-    // (resize zero-fills: a memset, cheaper than the copy it saves later)
-    if (buffered > 0) req->data.resize(buffered);
     if (HasPayload(req->type)) {
+      // (resize zero-fills: a memset, cheaper than the copy it saves later)
+      req->data.resize(req->length);
       s = ReadFull(fd_, absl::Span<char>(req->data.data(), req->length));
       if (!s.ok()) {
         if (!stop_requested_.load(std::memory_order_relaxed)) {
@@ -189,9 +189,12 @@ void Session::Execute(const Export& e, Request& r) {
   BlockDevice* dev = e.device;
   bool fua = (r.flags & kCmdFlagFua) != 0;
   absl::Status status;
+  // A READ's buffer: filled by the device, never zeroed first (Admit counted it).
+  std::unique_ptr<char[]> read_buffer;
   switch (r.type) {
     case kCmdRead:
-      status = dev->Read(r.offset, absl::Span<char>(r.data.data(), r.length));
+      read_buffer.reset(new char[r.length]);
+      status = dev->Read(r.offset, absl::Span<char>(read_buffer.get(), r.length));
       break;
     case kCmdWrite:
       status = dev->WriteOwned(r.offset, std::move(r.data), fua);
@@ -222,7 +225,7 @@ void Session::Execute(const Export& e, Request& r) {
   // With simple replies a failed READ carries no data; the buffer was read
   // in full before replying, so the error is always expressible.
   absl::Span<const char> data;
-  if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(r.data.data(), r.length);
+  if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(read_buffer.get(), r.length);
   SendReply(r.cookie, error, data);
   if (r.type == kCmdWrite || r.type == kCmdWriteZeroes || r.type == kCmdTrim) {
     StatsFor(e)->write_latency.RecordSince(r.received);
@@ -230,7 +233,8 @@ void Session::Execute(const Export& e, Request& r) {
     StatsFor(e)->flush_latency.RecordSince(r.received);
   }
 
-  std::string().swap(r.data);  // release the memory before admitting more
+  read_buffer.reset();  // release the memory before admitting more
+  std::string().swap(r.data);
   absl::MutexLock lock(&mu_);
   --in_flight_;
   buffered_bytes_ -= UsesBuffer(r.type) ? r.length : 0;

@@ -51,8 +51,8 @@ class Session {
     uint64_t cookie = 0;
     uint64_t offset = 0;
     uint32_t length = 0;
-    // READ result or WRITE payload. A string, so a write's payload can be
-    // handed to the device (and on to the replication stream) uncopied.
+    // A WRITE's payload. A string, so it can be handed to the device (and on
+    // to the replication stream) uncopied.
     std::string data;
     std::chrono::steady_clock::time_point received;  // header and payload in
   };

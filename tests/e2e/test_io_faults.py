@@ -89,6 +89,19 @@ def primary_faults(case, prim, sec, faults, metrics_port):
     H.assert_same_files(prim.store, sec.store)
 
 
+def clear_and_converge(prim, sec, faults, before, after_what):
+    """Clears the secondary's faults; the resync must bring it back (at least one chunk moved
+    since `before`, a status of the primary), consistent, stores equal."""
+    H.log(f"secondary store: faults cleared after {after_what}")
+    set_faults(faults, "")
+    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
+    moved = st["resynced_chunks_total"] - before["resynced_chunks_total"]
+    H.log(f"after {after_what}: converged after resyncing {moved} chunks, {H.brief(st)}")
+    H.check(moved >= 1, f"no chunk was resynced after {after_what}")
+    H.check(sec.status()["consistent"], "secondary not consistent after the resync")
+    H.assert_same_files(prim.store, sec.store)
+
+
 def secondary_faults(case, prim, sec, faults, sec_metrics_port):
     before = prim.status()
     H.log("secondary store: writes fail with ENOSPC (the DR site's disk is full)")
@@ -117,14 +130,7 @@ def secondary_faults(case, prim, sec, faults, sec_metrics_port):
     H.check(err == 0 and data == b"\x01" * CHUNK, "read back on the primary during the outage")
     nbd.close()
 
-    H.log("secondary store: faults cleared")
-    set_faults(faults, "")
-    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
-    moved = st["resynced_chunks_total"] - before["resynced_chunks_total"]
-    H.log(f"secondary faults: converged after resyncing {moved} chunks, {H.brief(st)}")
-    H.check(moved >= 1, "no chunk was resynced after the secondary's outage")
-    H.check(sec.status()["consistent"], "secondary not consistent after the resync")
-    H.assert_same_files(prim.store, sec.store)
+    clear_and_converge(prim, sec, faults, before, "the secondary's outage")
 
 
 def secondary_flush_faults(case, prim, sec, faults):
@@ -147,16 +153,9 @@ def secondary_flush_faults(case, prim, sec, faults):
     H.log(f"while the secondary's flushes fail: primary {H.brief(st)}")
     nbd.close()
 
-    H.log("secondary store: flush faults cleared")
-    set_faults(faults, "")
-    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
-    moved = st["resynced_chunks_total"] - before["resynced_chunks_total"]
-    H.log(f"secondary flush faults: converged after resyncing {moved} chunks, {H.brief(st)}")
-    H.check(moved >= 1, "no chunk was resynced after the failed background flush")
-    H.check(sec.status()["consistent"], "secondary not consistent after the resync")
+    clear_and_converge(prim, sec, faults, before, "the failed background flush")
     H.check(H.pread(sec.store, 30 * CHUNK, CHUNK) == b"\x60" * CHUNK,
             "the secondary lacks a write whose epoch failed to sync")
-    H.assert_same_files(prim.store, sec.store)
 
 
 def body(case):
