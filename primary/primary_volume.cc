@@ -10,6 +10,7 @@
 #include "common/file_block_device.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "primary/grpc_replication_channel.h"
 
 namespace blockrepl {
@@ -75,7 +76,10 @@ void PrimaryVolume::Start() {
   resyncer_->SetRateLimit(options_.resync_rate);
   replicator_->Start();
   resyncer_->Start();
-  daemon_ = std::thread([this] { ClearingDaemon(); });
+  daemon_ = std::thread([this] {
+    NameThisThread("bitmap-daemon");
+    ClearingDaemon();
+  });
 }
 
 void PrimaryVolume::ClearingDaemon() {

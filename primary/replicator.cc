@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "xxhash.h"
 
 namespace blockrepl {
@@ -42,7 +43,12 @@ Replicator::Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap,
 
 Replicator::~Replicator() { Stop(); }
 
-void Replicator::Start() { manager_ = std::thread([this] { ManagerLoop(); }); }
+void Replicator::Start() {
+  manager_ = std::thread([this] {
+    NameThisThread("repl-send");
+    ManagerLoop();
+  });
+}
 
 void Replicator::Stop() {
   {
@@ -135,7 +141,10 @@ void Replicator::ManagerLoop() {
       absl::MutexLock lock(&mu_);
       connection = live_connection_;
     }
-    std::thread receiver([&] { ReceiveLoop(stream.get(), connection); });
+    std::thread receiver([&] {
+      NameThisThread("repl-acks");
+      ReceiveLoop(stream.get(), connection);
+    });
     // Cancels the stream when acks stop: Send may be blocked in flow control
     // then, so the send loop alone could not notice.
     absl::Notification connection_over;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 
 namespace blockrepl {
 
@@ -16,7 +17,12 @@ Resyncer::Resyncer(BlockDevice* local, WriteIntentBitmap* bitmap, Replicator* re
 
 Resyncer::~Resyncer() { Stop(); }
 
-void Resyncer::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Resyncer::Start() {
+  thread_ = std::thread([this] {
+    NameThisThread("resync");
+    Loop();
+  });
+}
 
 void Resyncer::Stop() {
   {

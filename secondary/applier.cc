@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "xxhash.h"
 
 namespace blockrepl {
@@ -27,7 +28,10 @@ Applier::Applier(std::string volume, BlockDevice* store, std::string meta_path, 
   stats_.consistent = meta_.consistent;
   stats_.followed_generation = meta_.followed_generation;
   stats_.applied_seq = stats_.durable_seq = meta_.last_applied_seq;
-  flusher_ = std::thread([this] { FlushLoop(); });
+  flusher_ = std::thread([this] {
+    NameThisThread("apply-flush");
+    FlushLoop();
+  });
 }
 
 Applier::~Applier() {

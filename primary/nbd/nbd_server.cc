@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "primary/nbd/socket_io.h"
 
 namespace blockrepl::nbd {
@@ -90,7 +91,10 @@ absl::StatusOr<std::unique_ptr<NbdServer>> NbdServer::Start(const ServerOptions&
   RETURN_IF_ERROR(ValidateOptions(options, exports));
   std::unique_ptr<NbdServer> server(new NbdServer(options, std::move(exports)));
   RETURN_IF_ERROR(server->Listen());
-  server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  server->accept_thread_ = std::thread([s = server.get()] {
+    NameThisThread("nbd-accept");
+    s->AcceptLoop();
+  });
   return server;
 }
 
@@ -236,6 +240,7 @@ void NbdServer::AcceptLoop() {
     Connection& c = connections_.emplace_back();
     c.session = std::make_unique<Session>(fd, std::move(peer), exports_, options_, &pool_, &stats_);
     c.thread = std::thread([this, s = c.session.get()] {
+      NameThisThread("nbd-session");
       s->Run();
       stats_.connections_active.fetch_sub(1, std::memory_order_relaxed);
       absl::MutexLock lock(&mu_);  // lets Stop() re-check its wait condition

@@ -3,12 +3,17 @@
 #include <cassert>
 #include <utility>
 
+#include "common/thread_name.h"
+
 namespace blockrepl::nbd {
 
 WorkerPool::WorkerPool(int threads) {
   if (threads < 1) threads = 1;
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] {
+      NameThisThread("nbd-worker");
+      Loop();
+    });
 }
 
 WorkerPool::~WorkerPool() { Stop(); }
