@@ -113,7 +113,7 @@ void Session::Transmission(const Export& e) {
       if (error != 0 && req->type < kNumStatsCommands) {
         StatsFor(e)->errors[req->type].fetch_add(1, std::memory_order_relaxed);
       }
-      SendReply(req->cookie, error, {});
+      SendReply(req->cookie, error);
       continue;
     }
 
@@ -223,10 +223,15 @@ void Session::Execute(const Export& e, Request& r) {
     StatsFor(e)->bytes_written.fetch_add(r.length, std::memory_order_relaxed);
   }
   // With simple replies a failed READ carries no data; the buffer was read
-  // in full before replying, so the error is always expressible.
-  absl::Span<const char> data;
-  if (error == 0 && r.type == kCmdRead) data = absl::Span<const char>(read_buffer.get(), r.length);
-  SendReply(r.cookie, error, data);
+  // in full before replying, so the error is always expressible. A READ's
+  // data goes with its reply, which releases its buffered bytes once sent.
+  uint64_t release_bytes = r.type == kCmdWrite ? r.length : 0;
+  if (error == 0 && r.type == kCmdRead) {
+    SendReply(r.cookie, error, std::move(read_buffer), r.length);
+  } else {
+    if (r.type == kCmdRead) release_bytes = r.length;
+    SendReply(r.cookie, error);
+  }
   if (r.type == kCmdWrite || r.type == kCmdWriteZeroes || r.type == kCmdTrim) {
     StatsFor(e)->write_latency.RecordSince(r.received);
   } else if (r.type == kCmdFlush) {
@@ -237,27 +242,77 @@ void Session::Execute(const Export& e, Request& r) {
   std::string().swap(r.data);
   absl::MutexLock lock(&mu_);
   --in_flight_;
-  buffered_bytes_ -= UsesBuffer(r.type) ? r.length : 0;
+  buffered_bytes_ -= release_bytes;
 }
 
-void Session::SendReply(uint64_t cookie, uint32_t error, absl::Span<const char> data) {
-  char header[kSimpleReplySize];
-  PutU32(header, kSimpleReplyMagic);
-  PutU32(header + 4, error);
-  PutU64(header + 8, cookie);
-  struct iovec iov[2] = {{header, sizeof(header)}, {const_cast<char*>(data.data()), data.size()}};
-  absl::MutexLock lock(&write_mu_);
-  if (broken_) return;
-  absl::Status s = WriteFullv(fd_, iov, data.empty() ? 1 : 2);
-  if (!s.ok()) {
-    broken_ = true;
-    if (!stop_requested_.load(std::memory_order_relaxed)) {
-      Log(absl::StrCat("sending reply: ", s.message(), ", closing"));
-    }
-    // Wake the reader: nothing more can be answered on this connection.
-    // fd_ is still open: Run() closes it only after in_flight_ drops to 0.
-    shutdown(fd_, SHUT_RDWR);
+void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]> data,
+                        uint32_t length) {
+  std::vector<PendingReply> batch;
+  {
+    absl::MutexLock lock(&write_mu_);
+    PendingReply& reply = replies_.emplace_back();
+    PutU32(reply.header, kSimpleReplyMagic);
+    PutU32(reply.header + 4, error);
+    PutU64(reply.header + 8, cookie);
+    reply.data = std::move(data);
+    reply.length = length;
+    if (sending_) return;  // the sending thread takes it along
+    sending_ = true;
   }
+  // Send until nothing is left: replies queued while a batch was on its
+  // way go in the next one. The requests of queued replies may have left
+  // in_flight_ already, ours has not: Run() cannot close the socket meanwhile.
+  while (true) {
+    {
+      absl::MutexLock lock(&write_mu_);
+      batch.clear();
+      if (replies_.empty()) {
+        sending_ = false;
+        return;
+      }
+      batch.swap(replies_);
+    }
+    const bool sent = SendBatch(batch);
+    uint64_t read_bytes = 0;
+    for (const PendingReply& reply : batch) read_bytes += reply.length;
+    if (read_bytes != 0) {
+      absl::MutexLock lock(&mu_);
+      buffered_bytes_ -= read_bytes;
+    }
+    if (!sent) {
+      absl::MutexLock lock(&write_mu_);
+      broken_ = true;
+    }
+  }
+}
+
+bool Session::SendBatch(std::vector<PendingReply>& batch) {
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (broken_) return false;  // a reply is lost; the client sees the connection close
+  }
+  // sendmsg takes at most IOV_MAX (1024) pieces: two per reply.
+  constexpr size_t kRepliesPerCall = 512;
+  std::vector<struct iovec> iov;
+  iov.reserve(2 * std::min(batch.size(), kRepliesPerCall));
+  for (size_t first = 0; first < batch.size(); first += kRepliesPerCall) {
+    iov.clear();
+    for (size_t i = first; i < std::min(batch.size(), first + kRepliesPerCall); ++i) {
+      iov.push_back({batch[i].header, kSimpleReplySize});
+      if (batch[i].length != 0) iov.push_back({batch[i].data.get(), batch[i].length});
+    }
+    absl::Status s = WriteFullv(fd_, iov.data(), static_cast<int>(iov.size()));
+    if (!s.ok()) {
+      if (!stop_requested_.load(std::memory_order_relaxed)) {
+        Log(absl::StrCat("sending reply: ", s.message(), ", closing"));
+      }
+      // Wake the reader: nothing more can be answered on this connection.
+      // fd_ is still open: Run() closes it only after in_flight_ drops to 0.
+      shutdown(fd_, SHUT_RDWR);
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace blockrepl::nbd

@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "primary/nbd/nbd_options.h"
+#include "primary/nbd/nbd_wire.h"
 #include "primary/nbd/worker_pool.h"
 
 namespace blockrepl::nbd {
@@ -64,8 +66,16 @@ class Session {
   // accounts for it. False if the session is shutting down.
   bool Admit(uint64_t buffered_bytes);
   void Execute(const Export& e, Request& r);
-  // Sends a simple reply; `data` only for a successful READ.
-  void SendReply(uint64_t cookie, uint32_t error, absl::Span<const char> data);
+  // Queues a simple reply (`data`: `length` bytes, only for a successful
+  // READ) and sends it, with every reply queued meanwhile, unless another
+  // thread is already sending: that one takes it along. At QD 32 replies
+  // bunch, and one sendmsg (one wake-up of the client) then carries several.
+  // The READ's `length` stays counted in buffered_bytes_ until it is sent.
+  void SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]> data = nullptr,
+                 uint32_t length = 0);
+  // One batch of queued replies on the wire; false once the socket failed.
+  struct PendingReply;
+  bool SendBatch(std::vector<PendingReply>& batch);
   void Log(std::string_view message);
   // Where request counters of export `e` go.
   Stats* StatsFor(const Export& e) const { return e.stats != nullptr ? e.stats : stats_; }
@@ -83,9 +93,17 @@ class Session {
   // Mirrors stopping_ for the logging decisions that must not take mu_.
   std::atomic<bool> stop_requested_{false};
 
-  // Serialises replies so header and data stay together on the wire.
+  struct PendingReply {
+    char header[kSimpleReplySize];
+    std::unique_ptr<char[]> data;
+    uint32_t length = 0;
+  };
+  // Replies waiting for the thread that is sending (`sending_`). Only that
+  // thread writes to the socket, so header and data stay together on the wire.
   absl::Mutex write_mu_;                            // never held together with mu_
-  bool broken_ ABSL_GUARDED_BY(write_mu_) = false;  // a send failed; skip the rest
+  std::vector<PendingReply> replies_ ABSL_GUARDED_BY(write_mu_);
+  bool sending_ ABSL_GUARDED_BY(write_mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(write_mu_) = false;  // a send failed; drop the rest
 
   // State below is protected by mu_.
   absl::Mutex mu_;

@@ -296,6 +296,62 @@ TEST_F(SessionTest, ConcurrentRequestsCompleteOutOfOrder) {
   }
 }
 
+// Replies sent by one thread for several requests (batched) must still keep
+// each header with its own data: a pipeline of reads and writes, each READ's
+// data checked against its cookie.
+TEST_F(SessionTest, PipelinedRepliesKeepEachHeaderWithItsData) {
+  constexpr int kSlots = 64;
+  constexpr uint32_t kSlotBytes = 4096;
+  for (int i = 0; i < kSlots; ++i) {
+    ASSERT_EQ(Write(i * kSlotBytes, std::string(kSlotBytes, static_cast<char>('A' + i % 50))), 0u);
+  }
+  constexpr int kRounds = 8;
+  for (int round = 0; round < kRounds; ++round) {
+    for (int i = 0; i < kSlots; ++i) {
+      // Even cookies read slot i, odd ones write the second half of the device.
+      ASSERT_TRUE(client_->SendRequest(kCmdRead, 0, 2 * i, i * kSlotBytes, kSlotBytes).ok());
+      ASSERT_TRUE(client_
+                      ->SendRequest(kCmdWrite, 0, 2 * i + 1, kDevSize / 2 + i * kSlotBytes,
+                                    kSlotBytes, std::string(kSlotBytes, 'w'))
+                      .ok());
+    }
+    std::set<uint64_t> seen;
+    for (int n = 0; n < 2 * kSlots; ++n) {
+      auto reply = client_->ReadReply();
+      ASSERT_TRUE(reply.ok()) << reply.status();
+      ASSERT_EQ(reply->error, 0u);
+      ASSERT_TRUE(seen.insert(reply->cookie).second) << "cookie " << reply->cookie << " twice";
+      if (reply->cookie % 2 == 0) {
+        auto data = client_->ReadBytes(kSlotBytes);
+        ASSERT_TRUE(data.ok()) << data.status();
+        const int slot = static_cast<int>(reply->cookie / 2);
+        ASSERT_EQ(*data, std::string(kSlotBytes, static_cast<char>('A' + slot % 50)))
+            << "slot " << slot;
+      }
+    }
+  }
+}
+
+// A READ's buffer counts against the byte budget until its reply is sent;
+// the budget is given back then, so reads beyond it still complete.
+TEST_F(SessionLimitsTest, ReadRepliesGiveTheirBufferedBytesBack) {
+  ServerOptions options;
+  options.max_buffered_bytes_per_connection = 8192;
+  StartServer(options);
+  ASSERT_EQ(Write(0, std::string(4096, 'r')), 0u);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(client_->SendRequest(kCmdRead, 0, i, 0, 4096).ok());
+  }
+  for (int i = 0; i < 40; ++i) {
+    auto reply = client_->ReadReply();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    ASSERT_EQ(reply->error, 0u);
+    auto data = client_->ReadBytes(4096);
+    ASSERT_TRUE(data.ok()) << data.status();
+    EXPECT_EQ(*data, std::string(4096, 'r'));
+  }
+}
+
 TEST_F(SessionLimitsTest, OversizedWriteIsRefusedWithoutBufferingAndTheConnectionStaysUsable) {
   ServerOptions options;
   options.max_payload = 4096;
