@@ -3,7 +3,7 @@
 
     tests/bench/compare.py [--runtime S] [--rounds N] [--size SIZE] [--targets T,...]
                            [--workloads W,...] [--json FILE] [--keep] [--baseline DIR]
-                           [--repl-args "FLAGS"]
+                           [--repl-args "FLAGS"] [--fresh]
 
 Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
   nbdkit         nbdkit's file plugin (unreplicated; the reference of every ratio)
@@ -23,6 +23,11 @@ Workloads: seq1M_qd8 (1 MiB sequential write, QD 8), rand4K_qd1, rand4K_qd32, ra
 reverse order from round to round, so machine drift hits all alike; before each run the page
 cache's dirty pages are written back (sync), so no target pays for another's deferred writeback. Before each run a replicating
 target must have caught up (in sync / mirror converged), so runs do not overlap.
+By default every target lives through the whole run; with --fresh each workload gets new
+targets on new sparse files (started before its rounds, replicas checked and everything stopped
+and deleted after them), so no workload inherits what an earlier one left: allocated files, page
+cache, the agents' memory. A read workload's files then start full of data (the same bytes in a
+source and its replica), not holes.
 
 Per run: MB/s, IOPS, p50/p99 completion latency, ratio of IOPS to nbdkit, CPU seconds of the
 target's processes per GiB written (utime+stime from /proc; for replicating targets both sides),
@@ -168,9 +173,21 @@ class Target:
         return True
 
 
+FILL = False  # --fresh before a read workload: files hold data, not holes
+
+
 def make_file(path, size):
     with open(path, "wb") as f:
-        f.truncate(size)
+        if not FILL:
+            f.truncate(size)
+            return
+        piece = FILL_PIECE
+        for _ in range(size // len(piece)):
+            f.write(piece)
+        f.write(piece[:size % len(piece)])
+
+
+FILL_PIECE = os.urandom(1 << 20)  # the same bytes in a source and its replica
 
 
 def start_target(name, d, size):
@@ -287,8 +304,10 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--baseline", help="build/bin of another build, for the base-* targets")
     ap.add_argument("--repl-args", default="", help="extra repl-primary flags for repl-* targets")
+    ap.add_argument("--fresh", action="store_true",
+                    help="new targets and files for each workload")
     a = ap.parse_args()
-    global BASELINE_BIN, REPL_ARGS
+    global BASELINE_BIN, REPL_ARGS, FILL
     REPL_ARGS = a.repl_args.split()
     if a.baseline:
         BASELINE_BIN = Path(a.baseline)
@@ -299,37 +318,45 @@ def main():
     size = int(a.size[:-1]) * units[a.size[-1]] if a.size[-1] in units else int(a.size)
     targets, workloads = a.targets.split(","), a.workloads.split(",")
     d = Path(tempfile.mkdtemp(prefix="blockrepl-compare."))
-    running = {}
-    results = []
+    results, checks = [], []
+    log(f"bench: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {a.runtime} s per "
+        f"run, {a.rounds} round(s), {a.size} files in {d}"
+        f"{', fresh targets per workload' if a.fresh else ''}")
     try:
-        for name in targets:
-            running[name] = start_target(name, d, size)
-        log(f"bench: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {a.runtime} s per "
-            f"run, {a.rounds} round(s), {a.size} files in {d}")
-        for rnd in range(1, a.rounds + 1):
-            for w in workloads:
-                order = targets if rnd % 2 else list(reversed(targets))
-                for name in order:
-                    r = run_fio(running[name], w, a.size, a.runtime,
-                                d / f"fio-{w}-{name}-r{rnd}.json",
-                                [t for n, t in running.items() if n != name])
-                    r.update(target=name, workload=w, round=rnd)
-                    results.append(r)
-                    log(f"  round {rnd} {w:13s} {name:15s} {r['mb_s']:8.1f} MB/s "
-                        f"{r['iops']:9.0f} IOPS  p99 {r['p99_us']:8.0f} us  "
-                        f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB  "
-                        f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s")
+        # One group of workloads per set of targets: all of them, or (--fresh) one each.
+        for group in ([[w] for w in workloads] if a.fresh else [workloads]):
+            gdir = d / group[0] if a.fresh else d
+            gdir.mkdir(exist_ok=True)
+            FILL = a.fresh and group[0].startswith("read")
+            running = {name: start_target(name, gdir, size) for name in targets}
+            for rnd in range(1, a.rounds + 1):
+                for w in group:
+                    order = targets if rnd % 2 else list(reversed(targets))
+                    for name in order:
+                        r = run_fio(running[name], w, a.size, a.runtime,
+                                    gdir / f"fio-{w}-{name}-r{rnd}.json",
+                                    [t for n, t in running.items() if n != name])
+                        r.update(target=name, workload=w, round=rnd)
+                        results.append(r)
+                        log(f"  round {rnd} {w:13s} {name:15s} {r['mb_s']:8.1f} MB/s "
+                            f"{r['iops']:9.0f} IOPS  p99 {r['p99_us']:8.0f} us  "
+                            f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB  "
+                            f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s")
+            for name, t in running.items():
+                if t.replica is None:
+                    continue
+                wait_for(t.caught_up, 300, f"{name}: to catch up at the end")
+                same = subprocess.run(["cmp", "-s", t.source, t.replica]).returncode == 0
+                checks.append({"target": name, "workloads": group, "replica_equals_source": same})
+                log(f"replica check {name} ({','.join(group)}): {'equal' if same else 'DIFFERENT'}")
+            if a.fresh:
+                stop_all()
+                PROCS.clear()
+                if not a.keep:
+                    shutil.rmtree(gdir, ignore_errors=True)
         summary = summarize(results, targets, workloads)
-        checks = []
-        for name, t in running.items():
-            if t.replica is None:
-                continue
-            wait_for(t.caught_up, 300, f"{name}: to catch up at the end")
-            same = subprocess.run(["cmp", "-s", t.source, t.replica]).returncode == 0
-            checks.append({"target": name, "replica_equals_source": same})
-            log(f"replica check {name}: {'equal' if same else 'DIFFERENT'}")
         doc = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()[0]},
-               "runtime_s": a.runtime, "rounds": a.rounds, "size": a.size,
+               "runtime_s": a.runtime, "rounds": a.rounds, "size": a.size, "fresh": a.fresh,
                "results": results, "summary": summary, "replica_checks": checks}
         if a.json:
             Path(a.json).write_text(json.dumps(doc, indent=1))
