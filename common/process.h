@@ -16,6 +16,8 @@ int WaitForTerminationSignal(const std::function<void()>& on_hangup = {});
 // page-faults; keeping them cached doubles large-message throughput
 // (measured, see TOOLING.md). Also caps malloc arenas at two, so memory
 // freed on another thread than it was allocated does not pile up per arena.
+// What is kept through a burst goes back once the process is idle
+// (IdleMemoryTrimmer, idle_memory_trimmer.h).
 void TuneAllocator();
 
 }  // namespace blockrepl

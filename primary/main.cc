@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/admin_server.h"
+#include "common/idle_memory_trimmer.h"
 #include "common/log.h"
 #include "common/metrics/metrics_http_server.h"
 #include "common/process.h"
@@ -48,6 +49,7 @@ int Run(int argc, char** argv) {
   SetLogProgramName("repl-primary");
   BlockTerminationSignals();
   TuneAllocator();
+  IdleMemoryTrimmer memory_trimmer;  // gives memory back after bursts, never under load
   for (const PrimaryVolumeOptions& o : options.volumes) {
     if (!o.tls.enabled()) continue;
     if (absl::Status s = CheckTlsFiles(o.tls); !s.ok()) {

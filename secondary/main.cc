@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/admin_server.h"
+#include "common/idle_memory_trimmer.h"
 #include "common/log.h"
 #include "common/metrics/metrics_http_server.h"
 #include "common/metrics/status_metrics.h"
@@ -55,6 +56,7 @@ int Run(int argc, char** argv) {
   SetLogProgramName("repl-secondary");
   BlockTerminationSignals();
   TuneAllocator();
+  IdleMemoryTrimmer memory_trimmer;  // gives memory back after bursts, never under load
   if (options.tls.enabled()) {
     if (absl::Status s = CheckTlsFiles(options.tls); !s.ok()) {
       LogError(s.message());
