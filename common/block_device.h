@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "common/payload.h"
 
 namespace blockrepl {
 
@@ -32,8 +33,8 @@ class BlockDevice {
   // The same, handing over the buffer: a device that must keep the bytes
   // (the replicating volume queues them for the secondary) takes them
   // without a copy. The default just writes them.
-  virtual absl::Status WriteOwned(uint64_t offset, std::string data, bool fua) {
-    return Write(offset, data, fua);
+  virtual absl::Status WriteOwned(uint64_t offset, Payload data, bool fua) {
+    return Write(offset, data.span(), fua);
   }
 
   // Writes the concatenated `pieces` at `offset`: a payload left in the

@@ -43,7 +43,7 @@ std::string DescribeCompression(const CompressionSpec& spec) {
   }
 }
 
-bool CompressPayload(const CompressionSpec& spec, const std::string& raw, std::string* out) {
+bool CompressPayload(const CompressionSpec& spec, std::string_view raw, std::string* out) {
   if (spec.codec == Op::CODEC_NONE || raw.size() < 64) return false;
   // Only clear wins are worth the CPU on both sides (and the copy): data that
   // shrinks by less than a quarter travels raw.
@@ -75,7 +75,7 @@ bool CompressPayload(const CompressionSpec& spec, const std::string& raw, std::s
   return true;
 }
 
-bool AdaptiveCompressor::Compress(const std::string& raw, std::string* out) {
+bool AdaptiveCompressor::Compress(std::string_view raw, std::string* out) {
   if (misses_.load(std::memory_order_relaxed) >= kMissesBeforeBackoff &&
       skipped_.fetch_add(1, std::memory_order_relaxed) % kProbeEvery != 0) {
     return false;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,7 +28,7 @@ std::string DescribeCompression(const CompressionSpec& spec);
 
 // Compresses `raw` into `*out`; false (out untouched) when the result would
 // not be at least 1/4 smaller: barely compressible data then travels as is.
-bool CompressPayload(const CompressionSpec& spec, const std::string& raw, std::string* out);
+bool CompressPayload(const CompressionSpec& spec, std::string_view raw, std::string* out);
 
 // CompressPayload that stops trying on incompressible streams: after 8
 // payloads in a row that did not compress it only probes 1 in 16, until one
@@ -37,7 +38,7 @@ bool CompressPayload(const CompressionSpec& spec, const std::string& raw, std::s
 class AdaptiveCompressor {
  public:
   explicit AdaptiveCompressor(CompressionSpec spec) : spec_(spec) {}
-  bool Compress(const std::string& raw, std::string* out);
+  bool Compress(std::string_view raw, std::string* out);
   const CompressionSpec& spec() const { return spec_; }
 
  private:

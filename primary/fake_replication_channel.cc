@@ -6,7 +6,7 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
  public:
   explicit Stream(FakeReplicationChannel* channel) : c_(channel) {}
 
-  bool Send(replication::PrimaryMessage message, bool) override {
+  bool Send(replication::PrimaryMessage message, std::vector<Payload> payloads, bool) override {
     absl::MutexLock lock(&c_->mu_);
     if (c_->broken_) return false;
     if (message.has_hello()) {
@@ -15,7 +15,13 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
       c_->to_primary_.push_back(reply);
       return true;
     }
-    for (const auto& op : message.batch().ops()) c_->received_.push_back(op);
+    for (int i = 0; i < message.batch().ops_size(); ++i) {
+      replication::Op op = message.batch().ops(i);
+      if (i < static_cast<int>(payloads.size()) && !payloads[i].empty()) {
+        op.set_data(std::string(payloads[i].view()));
+      }
+      c_->received_.push_back(std::move(op));
+    }
     return true;
   }
 

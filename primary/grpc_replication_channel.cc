@@ -25,13 +25,13 @@ class GrpcReplicationStream : public ReplicationStream {
                       Create(channel, method, &context_));
   }
 
-  bool Send(PrimaryMessage message, bool more_coming) override {
+  bool Send(PrimaryMessage message, std::vector<Payload> payloads, bool more_coming) override {
     grpc::WriteOptions options;
     // A buffer hint lets gRPC coalesce frames; only when another message is
     // already queued, never on the last one (it would sit in the buffer).
     if (more_coming) options.set_buffer_hint();
     grpc::ByteBuffer buffer = message.has_batch()
-                                  ? EncodeBatchMessage(std::move(*message.mutable_batch()))
+                                  ? EncodeBatchMessage(std::move(*message.mutable_batch()), std::move(payloads))
                                   : EncodeMessage(message);
     return stream_->Write(buffer, options);
   }

@@ -56,7 +56,7 @@ RangeLock::Holder ReplicatingVolume::LockChunks(uint64_t offset, uint64_t length
 
 template <typename LocalOp>
 absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t length,
-                                       std::string payload, bool fua, LocalOp local_op) {
+                                       Payload payload, bool fua, LocalOp local_op) {
   if (length == 0) return absl::OkStatus();
   ChunkRange chunks;
   RangeLock::Holder hold = LockChunks(offset, length, &chunks);
@@ -96,25 +96,25 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
 }
 
 absl::Status ReplicatingVolume::Write(uint64_t offset, absl::Span<const char> data, bool fua) {
-  return WriteOwned(offset, std::string(data.data(), data.size()), fua);
+  return WriteOwned(offset, Payload::CopyOf({data.data(), data.size()}), fua);
 }
 
-absl::Status ReplicatingVolume::WriteOwned(uint64_t offset, std::string data, bool fua) {
+absl::Status ReplicatingVolume::WriteOwned(uint64_t offset, Payload data, bool fua) {
   const uint64_t length = data.size();
   return Modify(Op::WRITE, offset, length, std::move(data), fua,
-                [&](const std::string& payload) { return local_->Write(offset, payload, fua); });
+                [&](const Payload& payload) { return local_->Write(offset, payload.span(), fua); });
 }
 
 absl::Status ReplicatingVolume::Trim(uint64_t offset, uint64_t length, bool fua) {
-  return Modify(Op::TRIM, offset, length, std::string(), fua,
-                [&](const std::string&) { return local_->Trim(offset, length, fua); });
+  return Modify(Op::TRIM, offset, length, Payload(), fua,
+                [&](const Payload&) { return local_->Trim(offset, length, fua); });
 }
 
 absl::Status ReplicatingVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                                             bool fua) {
   // The secondary always punches or zeroes the same way (see applier), so
   // both stores read back zeroes whatever `may_trim` chose here.
-  return Modify(Op::WRITE_ZEROES, offset, length, std::string(), fua, [&](const std::string&) {
+  return Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua, [&](const Payload&) {
     return local_->WriteZeroes(offset, length, may_trim, fua);
   });
 }

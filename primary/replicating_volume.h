@@ -37,7 +37,7 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status Read(uint64_t offset, absl::Span<char> out) override;
   absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) override;
   // The NBD session's path: the payload goes to the stream without a copy.
-  absl::Status WriteOwned(uint64_t offset, std::string data, bool fua) override;
+  absl::Status WriteOwned(uint64_t offset, Payload data, bool fua) override;
   absl::Status Flush() override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
@@ -62,7 +62,7 @@ class ReplicatingVolume : public BlockDevice {
   // otherwise.
   template <typename LocalOp>
   absl::Status Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,
-                      std::string payload, bool fua, LocalOp local_op);
+                      Payload payload, bool fua, LocalOp local_op);
 
   // Constant after construction; all pointees are thread-safe.
   BlockDevice* const local_;

@@ -9,9 +9,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/payload.h"
 #include "replication.pb.h"
 
 namespace blockrepl {
@@ -20,9 +22,11 @@ class ReplicationStream {
  public:
   virtual ~ReplicationStream() = default;
   // Blocking send; `more_coming` lets the transport coalesce with the next
-  // message. Takes the message so its payloads can go out uncopied. False
-  // once the stream is broken.
-  virtual bool Send(replication::PrimaryMessage message, bool more_coming) = 0;
+  // message. Takes the message so its payloads can go out uncopied; a batch's
+  // op i without `data` has `payloads[i]` (if any) as its data. False once the
+  // stream is broken.
+  virtual bool Send(replication::PrimaryMessage message, std::vector<Payload> payloads,
+                    bool more_coming) = 0;
   // Blocking receive; false at end of stream or when broken.
   virtual bool Receive(replication::SecondaryMessage* message) = 0;
   // Aborts the stream; unblocks Send and Receive.

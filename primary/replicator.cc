@@ -232,7 +232,7 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
     if (!answered.WaitForNotificationWithTimeout(options_.handshake_timeout)) stream->Cancel();
   });
   replication::SecondaryMessage reply;
-  bool ok = stream->Send(std::move(hello_message), false) && stream->Receive(&reply);
+  bool ok = stream->Send(std::move(hello_message), {}, false) && stream->Receive(&reply);
   answered.Notify();
   watchdog.join();
 
@@ -358,11 +358,12 @@ bool Replicator::PeerTimedOut(uint64_t connection) {
   return true;
 }
 
-uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chunks) {
+uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chunks,
+                                   Payload payload) {
   const uint64_t seq = next_seq_++;
   if (inflight_.empty()) last_progress_ = absl::Now();
   op.set_seq(seq);
-  const uint64_t bytes = op.data().size();
+  const uint64_t bytes = op.data().size() + payload.size();
   inflight_.push_back(
       InflightOp{seq, bytes, counts_in_window, chunks, std::chrono::steady_clock::now()});
   if (counts_in_window) {
@@ -372,12 +373,12 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
     stats_.peak_inflight_writes = std::max(stats_.peak_inflight_writes, inflight_writes_);
     stats_.peak_inflight_bytes = std::max(stats_.peak_inflight_bytes, inflight_bytes_);
   }
-  send_queue_.push_back(std::move(op));
+  send_queue_.push_back(QueuedOp{std::move(op), std::move(payload)});
   return seq;
 }
 
 ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t length,
-                                     std::string data, ChunkRange chunks) {
+                                     Payload data, ChunkRange chunks) {
   const uint64_t raw_bytes = data.size();
   // Outside the lock: hashing or compressing a large write must not hold up
   // the stream. The checksum covers the raw payload, so it also catches a
@@ -385,14 +386,15 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
   const bool checksummed = options_.checksum && !data.empty();
   const uint64_t checksum = checksummed ? XXH3_64bits(data.data(), data.size()) : 0;
   Op::Codec codec = Op::CODEC_NONE;
+  std::string compressed;  // when set, the op's data instead of `data`
   if (options_.compression.codec != Op::CODEC_NONE && !data.empty()) {
-    std::string compressed;
-    if (compressor_.Compress(data, &compressed)) {
-      data = std::move(compressed);
+    if (compressor_.Compress(data.view(), &compressed)) {
+      data = Payload();
       codec = options_.compression.codec;
     }
   }
-  const uint64_t bytes = data.size();  // on the wire: what the byte window limits
+  // On the wire: what the byte window limits.
+  const uint64_t bytes = codec != Op::CODEC_NONE ? compressed.size() : data.size();
   {
     absl::MutexLock lock(&mu_);
     const uint64_t connection = live_connection_;
@@ -450,14 +452,15 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       op.set_kind(kind);
       op.set_offset(offset);
       op.set_length(length);
-      op.set_data(std::move(data));
+      if (codec != Op::CODEC_NONE) op.set_data(std::move(compressed));
       op.set_codec(codec);
       if (checksummed) op.set_data_checksum(checksum);
       if (options_.compression.codec != Op::CODEC_NONE) {
         stats_.compression_input_bytes += raw_bytes;
         stats_.compression_output_bytes += bytes;
       }
-      const uint64_t seq = EnqueueLocked(std::move(op), /*counts_in_window=*/true, chunks);
+      const uint64_t seq =
+          EnqueueLocked(std::move(op), /*counts_in_window=*/true, chunks, std::move(data));
       // The secondary marks its image inconsistent before the first resync
       // chunk lands; it is consistent again once RESYNC_DONE is durable.
       // A RESYNC_DONE queued before this chunk no longer makes it consistent.
@@ -555,6 +558,7 @@ bool Replicator::Drain(absl::Duration timeout) {
 void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
   while (true) {
     replication::PrimaryMessage message;
+    std::vector<Payload> payloads;
     bool more_coming;
     {
       absl::MutexLock lock(&mu_);
@@ -575,17 +579,21 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
       // Counted expanded (not compressed) so the secondary never holds more than about
       // max_batch_bytes of payload per batch after decompression.
       uint64_t batch_bytes = 0;
+      auto expanded = [](const QueuedOp& q) {
+        return ExpandedPayloadBytes(q.op, q.op.data().size() + q.payload.size());
+      };
       while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
-             (batch_bytes == 0 || batch_bytes + ExpandedPayloadBytes(send_queue_.front()) <=
-                                      options_.max_batch_bytes)) {
-        batch_bytes += ExpandedPayloadBytes(send_queue_.front());
-        *batch->add_ops() = std::move(send_queue_.front());
+             (batch_bytes == 0 ||
+              batch_bytes + expanded(send_queue_.front()) <= options_.max_batch_bytes)) {
+        batch_bytes += expanded(send_queue_.front());
+        *batch->add_ops() = std::move(send_queue_.front().op);
+        payloads.push_back(std::move(send_queue_.front().payload));
         send_queue_.pop_front();
       }
       stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
       more_coming = !send_queue_.empty();
     }
-    if (!stream->Send(std::move(message), more_coming)) {
+    if (!stream->Send(std::move(message), std::move(payloads), more_coming)) {
       MarkBroken(connection, "send failed");
       return;
     }

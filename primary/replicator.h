@@ -122,7 +122,7 @@ class Replicator {
   // immediately (not replicated) when disconnected, else on the durable ack
   // or when the stream breaks.
   ReplicationTicket Submit(replication::Op::Kind kind, uint64_t offset, uint64_t length,
-                           std::string data, ChunkRange chunks);
+                           Payload data, ChunkRange chunks);
   // Closes the current epoch: everything submitted before is made durable
   // on the secondary before anything after is applied.
   ReplicationTicket SubmitBarrier(replication::Op::Kind kind = replication::Op::BARRIER);
@@ -193,7 +193,8 @@ class Replicator {
   void MarkBroken(uint64_t connection, const std::string& reason);
   void SetError(const std::string& error);
   // Appends an op to the send queue. Requires a live connection.
-  uint64_t EnqueueLocked(replication::Op op, bool counts_in_window, ChunkRange chunks)
+  uint64_t EnqueueLocked(replication::Op op, bool counts_in_window, ChunkRange chunks,
+                         Payload payload = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SleepInterruptible(absl::Duration d);
 
@@ -211,7 +212,13 @@ class Replicator {
   std::string broken_reason_ ABSL_GUARDED_BY(mu_);
   ReplicationStream* live_stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  std::deque<replication::Op> send_queue_ ABSL_GUARDED_BY(mu_);
+  // An op and, beside it, its uncompressed payload (compressed ones are in
+  // the op): the payload goes to gRPC as it came from the NBD socket.
+  struct QueuedOp {
+    replication::Op op;
+    Payload payload;
+  };
+  std::deque<QueuedOp> send_queue_ ABSL_GUARDED_BY(mu_);
   std::deque<InflightOp> inflight_ ABSL_GUARDED_BY(mu_);         // sent/queued, not applied
   std::deque<InflightOp> awaiting_durable_ ABSL_GUARDED_BY(mu_); // applied, not durable
   // Chunk ranges taken off the queues whose bitmap counts are being released

@@ -39,7 +39,7 @@ class ReplicatorTest : public ::testing::Test {
   ReplicationTicket Write(uint64_t chunk, size_t bytes) {
     ChunkRange r{chunk, chunk + 1};
     EXPECT_TRUE(bitmap_.StartWrite(r).ok());
-    return replicator_->Submit(Op::WRITE, chunk * kChunk, bytes, std::string(bytes, 'x'), r);
+    return replicator_->Submit(Op::WRITE, chunk * kChunk, bytes, Payload::CopyOf(std::string(bytes, 'x')), r);
   }
   void TearDown() override {
     if (replicator_) replicator_->Stop();

@@ -143,7 +143,6 @@ bool Resyncer::RunPass(uint64_t connection) {
     }
     return completed;
   };
-  std::string buffer;
   uint64_t cursor = 0;
   const uint64_t layout = bitmap_->layout_version();
   if (mode_ == Mode::kChecksum && !UnflagMatchingChunks(connection, layout)) return finish(false);
@@ -164,8 +163,9 @@ bool Resyncer::RunPass(uint64_t connection) {
     if (!bitmap_->TakeForResync(chunk)) continue;
     const uint64_t offset = bitmap_->ChunkOffset(chunk);
     const uint64_t length = bitmap_->ChunkLength(chunk);
-    buffer.resize(length);
-    absl::Status status = local_->Read(offset, absl::MakeSpan(buffer));
+    // A new buffer per chunk: it goes to the stream with the op, uncopied.
+    Payload buffer = Payload::ForOverwrite(length);
+    absl::Status status = local_->Read(offset, buffer.span());
     if (!status.ok()) {
       bitmap_->EndWrite(ChunkRange{chunk, chunk + 1}, /*replicated=*/false);
       LogError("resync read failed: ", status.message(), "; retrying later");
@@ -177,10 +177,11 @@ bool Resyncer::RunPass(uint64_t connection) {
     }
     // Sparse and freshly created volumes are mostly zeroes: send those
     // chunks without payload.
-    const bool zero = std::all_of(buffer.begin(), buffer.end(), [](char c) { return c == 0; });
+    const std::string_view bytes = buffer.view();
+    const bool zero = std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
     ReplicationTicket ticket =
         replicator_->Submit(zero ? Op::RESYNC_ZERO : Op::RESYNC, offset, length,
-                            zero ? std::string() : buffer, ChunkRange{chunk, chunk + 1});
+                            zero ? Payload() : std::move(buffer), ChunkRange{chunk, chunk + 1});
     hold.Release();
     if (ticket.seq == 0) return finish(false);
     absl::MutexLock lock(&mu_);

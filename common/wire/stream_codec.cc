@@ -44,6 +44,13 @@ grpc::Slice OwningSlice(std::string data) {
                      [](void* p) { delete static_cast<std::string*>(p); }, owned);
 }
 
+// A slice that owns `data`'s buffer (handed over, not copied).
+grpc::Slice OwningSlice(Payload data) {
+  const size_t size = data.size();
+  char* bytes = data.Release();
+  return grpc::Slice(bytes, size, [](void* p) { delete[] static_cast<char*>(p); }, bytes);
+}
+
 // Reads protobuf wire format across the slices of a received buffer.
 class SliceReader {
  public:
@@ -222,8 +229,11 @@ void IncomingBatch::ReplacePayload(size_t i, std::string data) {
   if (!kept.empty()) payloads_[i].pieces.push_back(iovec{const_cast<char*>(kept.data()), kept.size()});
 }
 
-grpc::ByteBuffer EncodeBatchMessage(replication::Batch batch) {
+grpc::ByteBuffer EncodeBatchMessage(replication::Batch batch, std::vector<Payload> out_of_band) {
   const int count = batch.ops_size();
+  out_of_band.resize(count);
+  // Each op's data: from the op itself (a string) or from out_of_band (a
+  // Payload); at most one of the two is non-empty.
   std::vector<std::string> payloads(count);
   std::vector<std::string> headers(count);
   std::vector<uint64_t> op_sizes(count);
@@ -233,7 +243,8 @@ grpc::ByteBuffer EncodeBatchMessage(replication::Batch batch) {
     payloads[i].swap(*op->mutable_data());
     op->clear_data();
     headers[i] = op->SerializeAsString();
-    const uint64_t p = payloads[i].size();
+    if (!payloads[i].empty()) out_of_band[i] = Payload();
+    const uint64_t p = payloads[i].size() + out_of_band[i].size();
     op_sizes[i] = headers[i].size() + (p > 0 ? VarintSize(Tag(kOpData, kLengthDelimited)) +
                                                    VarintSize(p) + p
                                              : 0);
@@ -248,16 +259,19 @@ grpc::ByteBuffer EncodeBatchMessage(replication::Batch batch) {
     AppendVarint(Tag(kBatchOps, kLengthDelimited), &pending);
     AppendVarint(op_sizes[i], &pending);
     pending += headers[i];
-    if (payloads[i].empty()) continue;
+    const uint64_t p = payloads[i].size() + out_of_band[i].size();
+    if (p == 0) continue;
     AppendVarint(Tag(kOpData, kLengthDelimited), &pending);
-    AppendVarint(payloads[i].size(), &pending);
-    if (payloads[i].size() < kReferenceBytes) {
+    AppendVarint(p, &pending);
+    if (p < kReferenceBytes) {
       pending += payloads[i];
+      pending += out_of_band[i].view();
       continue;
     }
     slices.push_back(OwningSlice(std::move(pending)));
     pending.clear();
-    slices.push_back(OwningSlice(std::move(payloads[i])));
+    slices.push_back(out_of_band[i].empty() ? OwningSlice(std::move(payloads[i]))
+                                            : OwningSlice(std::move(out_of_band[i])));
   }
   if (!pending.empty()) slices.push_back(OwningSlice(std::move(pending)));
   return grpc::ByteBuffer(slices.data(), slices.size());

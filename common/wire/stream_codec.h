@@ -7,8 +7,9 @@
 // bytes as protobuf (`PrimaryMessage{batch}` of replication.proto, so either
 // side may still use plain protobuf), but:
 //  - EncodeBatchMessage puts each large payload in its own grpc::Slice that
-//    owns the op's std::string (moved, not copied); only the small op headers
-//    are serialized;
+//    owns its buffer (the Payload the NBD request was received into, or the
+//    op's std::string; moved, not copied); only the small op headers are
+//    serialized;
 //  - DecodePrimaryMessage parses the ops' other fields with protobuf and
 //    leaves each payload where gRPC received it, as pieces of its slices
 //    (PayloadView), which the secondary hands to pwritev.
@@ -26,6 +27,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "common/payload.h"
 #include "replication.pb.h"
 
 namespace blockrepl {
@@ -76,8 +78,10 @@ class IncomingBatch {
 
 // PrimaryMessage{batch}: takes the payloads out of `batch` without copying
 // those of at least `kReferenceBytes` (smaller ones are cheaper to copy than
-// to give their own slice).
-grpc::ByteBuffer EncodeBatchMessage(replication::Batch batch);
+// to give their own slice). An op without `data` takes `payloads[i]` (if
+// there is one) as its data: the primary carries write payloads beside the
+// ops, never inside them (common/payload.h).
+grpc::ByteBuffer EncodeBatchMessage(replication::Batch batch, std::vector<Payload> payloads = {});
 inline constexpr size_t kReferenceBytes = 2048;
 
 // Any message, serialized by protobuf into one slice (handshakes, acks).

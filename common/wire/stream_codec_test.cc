@@ -112,6 +112,37 @@ TEST(StreamCodecTest, LargePayloadsAreNotCopied) {
   EXPECT_EQ(decoded.payload(0).pieces[0].iov_base, payload);  // a view into the same bytes
 }
 
+// The primary's way: ops without data, their payloads beside them. The bytes
+// are those of the same batch with the payloads inside the ops.
+TEST(StreamCodecTest, PayloadsBesideTheOpsEncodeAsIfInside) {
+  const replication::Batch expected = SampleBatch();
+  replication::Batch headers = expected;
+  std::vector<Payload> payloads;
+  for (int i = 0; i < headers.ops_size(); ++i) {
+    // The compressed op keeps its data inside (that is how the primary sends those).
+    if (headers.ops(i).codec() != Op::CODEC_NONE) {
+      payloads.emplace_back();
+      continue;
+    }
+    payloads.push_back(Payload::CopyOf(headers.ops(i).data()));
+    headers.mutable_ops(i)->clear_data();
+  }
+  const char* big = payloads[0].data();  // the 1 MiB write
+  ASSERT_EQ(payloads[0].size(), 1u << 20);
+  grpc::ByteBuffer buffer = EncodeBatchMessage(std::move(headers), std::move(payloads));
+  EXPECT_EQ(Flatten(buffer), Flatten(EncodeBatchMessage(expected)));
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(buffer.Dump(&slices).ok());
+  ASSERT_GE(slices.size(), 2u);
+  EXPECT_EQ(reinterpret_cast<const char*>(slices[1].begin()), big) << "the payload was copied";
+
+  IncomingBatch decoded;
+  replication::Hello hello;
+  bool is_hello = true;
+  ASSERT_TRUE(DecodePrimaryMessage(buffer, &hello, &decoded, &is_hello).ok());
+  ExpectSameBatch(decoded, expected);
+}
+
 TEST(StreamCodecTest, DecodesProtobufBytesCutAnywhere) {
   const replication::Batch batch = SampleBatch();
   replication::PrimaryMessage message;

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "common/payload.h"
 #include "primary/nbd/nbd_options.h"
 #include "primary/nbd/nbd_wire.h"
 #include "primary/nbd/worker_pool.h"
@@ -53,9 +54,9 @@ class Session {
     uint64_t cookie = 0;
     uint64_t offset = 0;
     uint32_t length = 0;
-    // A WRITE's payload. A string, so it can be handed to the device (and on
-    // to the replication stream) uncopied.
-    std::string data;
+    // A WRITE's payload, received straight into it and handed to the device
+    // (and on to the replication stream) uncopied.
+    Payload data;
     std::chrono::steady_clock::time_point received;  // header and payload in
   };
 
