@@ -28,6 +28,7 @@
 #include "common/compression.h"
 #include "common/metrics/latency_histogram.h"
 #include "common/data_history.h"
+#include "common/payload.h"
 #include "primary/history_keeper.h"
 #include "primary/replication_channel.h"
 #include "replication.pb.h"

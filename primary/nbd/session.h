@@ -2,7 +2,8 @@
 // (recv -> validate -> device call on the shared worker pool -> reply).
 // Run() owns the socket's read side and is called once, on the session's
 // own thread; requests execute concurrently on the pool and reply out of
-// order under write_mu_. Shutdown()/ForceShutdown() may be called from any
+// order (one thread at a time writes replies, taking along those queued
+// meanwhile: see SendReply). Shutdown()/ForceShutdown() may be called from any
 // thread and make Run() return once the requests in flight have finished.
 #pragma once
 
