@@ -53,12 +53,10 @@ class AdaptiveCompressor {
 // of its data (0 for TRIM, WRITE_ZEROES and the other ops without data). The primary caps a
 // batch's expanded bytes and the secondary refuses batches far above that cap, so a compressed
 // batch can never make the secondary allocate much more than the stream's message limit.
-// `data_bytes`: the size of the op's payload as it travels (op.data(), or a received view of it).
+// `data_bytes`: the size of the op's payload as it travels (op.data(), the Payload queued
+// beside it on the primary, or its received view on the secondary).
 inline uint64_t ExpandedPayloadBytes(const replication::Op& op, uint64_t data_bytes) {
   return op.codec() == replication::Op::CODEC_NONE ? data_bytes : op.length();
-}
-inline uint64_t ExpandedPayloadBytes(const replication::Op& op) {
-  return ExpandedPayloadBytes(op, op.data().size());
 }
 
 // Decodes `compressed` (one op's payload) that must expand to exactly

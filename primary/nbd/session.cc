@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "primary/nbd/handshake.h"
 #include "primary/nbd/nbd_wire.h"
@@ -262,6 +263,7 @@ void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]>
   // way go in the next one. The requests of queued replies may have left
   // in_flight_ already, ours has not: Run() cannot close the socket meanwhile.
   while (true) {
+    bool broken;
     {
       absl::MutexLock lock(&write_mu_);
       batch.clear();
@@ -270,8 +272,10 @@ void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]>
         return;
       }
       batch.swap(replies_);
+      broken = broken_;
     }
-    const bool sent = SendBatch(batch);
+    // After a failed send the rest are dropped: the client sees the connection close.
+    const bool sent = !broken && SendBatch(batch);
     uint64_t read_bytes = 0;
     for (const PendingReply& reply : batch) read_bytes += reply.length;
     if (read_bytes != 0) {
@@ -286,14 +290,10 @@ void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]>
 }
 
 bool Session::SendBatch(std::vector<PendingReply>& batch) {
-  {
-    absl::MutexLock lock(&write_mu_);
-    if (broken_) return false;  // a reply is lost; the client sees the connection close
-  }
-  // sendmsg takes at most IOV_MAX (1024) pieces: two per reply.
+  // sendmsg takes at most IOV_MAX (1024) pieces: two per reply. Inline room
+  // for a queue depth of 32 keeps the common case off the heap.
   constexpr size_t kRepliesPerCall = 512;
-  std::vector<struct iovec> iov;
-  iov.reserve(2 * std::min(batch.size(), kRepliesPerCall));
+  absl::InlinedVector<struct iovec, 64> iov;
   for (size_t first = 0; first < batch.size(); first += kRepliesPerCall) {
     iov.clear();
     for (size_t i = first; i < std::min(batch.size(), first + kRepliesPerCall); ++i) {

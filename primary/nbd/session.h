@@ -75,7 +75,7 @@ class Session {
   // The READ's `length` stays counted in buffered_bytes_ until it is sent.
   void SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]> data = nullptr,
                  uint32_t length = 0);
-  // One batch of queued replies on the wire; false once the socket failed.
+  // One batch of queued replies on the wire; false if the socket failed.
   struct PendingReply;
   bool SendBatch(std::vector<PendingReply>& batch);
   void Log(std::string_view message);

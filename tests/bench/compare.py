@@ -173,35 +173,32 @@ class Target:
         return True
 
 
-FILL = False  # --fresh before a read workload: files hold data, not holes
-
-
-def make_file(path, size):
-    with open(path, "wb") as f:
-        if not FILL:
-            f.truncate(size)
-            return
-        piece = FILL_PIECE
-        for _ in range(size // len(piece)):
-            f.write(piece)
-        f.write(piece[:size % len(piece)])
-
-
 FILL_PIECE = os.urandom(1 << 20)  # the same bytes in a source and its replica
 
 
-def start_target(name, d, size):
+def make_file(path, size, fill):
+    """A sparse file, or (fill: --fresh before a read workload) one full of data."""
+    with open(path, "wb") as f:
+        if not fill:
+            f.truncate(size)
+            return
+        for _ in range(size // len(FILL_PIECE)):
+            f.write(FILL_PIECE)
+        f.write(FILL_PIECE[:size % len(FILL_PIECE)])
+
+
+def start_target(name, d, size, fill=False):
     port = free_port()
     uri = f"nbd://127.0.0.1:{port}/"
     if name == "nbdkit":
         img = d / "nbdkit.img"
-        make_file(img, size)
+        make_file(img, size, fill)
         p = spawn(["nbdkit", "-f", "-i", "127.0.0.1", "-p", port, "file", img], d / "nbdkit.log")
         wait_for(lambda: port_open(port), 10, "nbdkit")
         return Target(name, uri, [p.pid])
     if name == "qemu-nbd":
         img = d / "qemu-nbd.img"
-        make_file(img, size)
+        make_file(img, size, fill)
         p = spawn(["qemu-nbd", "-f", "raw", "-b", "127.0.0.1", "-p", port, "-t", "--shared=16",
                    "--cache=writeback", "--aio=threads", img], d / "qemu-nbd.log")
         wait_for(lambda: port_open(port), 10, "qemu-nbd")
@@ -209,8 +206,8 @@ def start_target(name, d, size):
     if name.startswith("qsd-"):
         mode = name.split("-", 1)[1].replace("blocking", "write-blocking")
         src, dst = d / f"{name}-src.img", d / f"{name}-dst.img"
-        make_file(src, size)
-        make_file(dst, size)
+        make_file(src, size, fill)
+        make_file(dst, size, fill)
         dsock, qmp = d / f"{name}-dst.sock", d / f"{name}-qmp.sock"
         rep = spawn(["nbdkit", "-f", "-U", dsock, "file", dst], d / f"{name}-nbdkit.log")
         wait_for(lambda: dsock.exists(), 10, "the replica's nbdkit")
@@ -233,10 +230,10 @@ def start_target(name, d, size):
     name_kind = name.split("-", 1)[1]  # off | async | sync
     sport = free_port()
     prim, sec = d / f"{name}-primary.img", d / f"{name}-secondary.img"
-    make_file(prim, size)
+    make_file(prim, size, fill)
     pids = []
     if name_kind != "off":
-        make_file(sec, size)
+        make_file(sec, size, fill)
         s = spawn([binaries / "repl-secondary", f"--volume={name}", f"--store={sec}",
                    f"--listen=127.0.0.1:{sport}", f"--admin-socket={d / (name + '-s.sock')}"],
                   d / f"{name}-secondary.log")
@@ -307,7 +304,7 @@ def main():
     ap.add_argument("--fresh", action="store_true",
                     help="new targets and files for each workload")
     a = ap.parse_args()
-    global BASELINE_BIN, REPL_ARGS, FILL
+    global BASELINE_BIN, REPL_ARGS
     REPL_ARGS = a.repl_args.split()
     if a.baseline:
         BASELINE_BIN = Path(a.baseline)
@@ -327,8 +324,8 @@ def main():
         for group in ([[w] for w in workloads] if a.fresh else [workloads]):
             gdir = d / group[0] if a.fresh else d
             gdir.mkdir(exist_ok=True)
-            FILL = a.fresh and group[0].startswith("read")
-            running = {name: start_target(name, gdir, size) for name in targets}
+            fill = a.fresh and group[0].startswith("read")
+            running = {name: start_target(name, gdir, size, fill) for name in targets}
             for rnd in range(1, a.rounds + 1):
                 for w in group:
                     order = targets if rnd % 2 else list(reversed(targets))

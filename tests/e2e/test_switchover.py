@@ -121,8 +121,6 @@ def body(case):
     H.check(r2.returncode != 0 and "handed over" in r2.stderr,
             f"1: repl-primary must refuse the handed-over store: rc {r2.returncode} {r2.stderr}")
     a2 = H.dr_failback(case, a, b, ports, VOLUME, a_bitmap)
-    st_b = H.wait_status(b, lambda s: s["connection"] == "connected", 30, "1: B to reach A",
-                       procs=[a2.proc])
     st_b = H.wait_status(b, lambda s: s["connection"] == "connected"
                          and s["sync_state"] != "resyncing", 30, "1: A to catch up",
                          procs=[a2.proc])
