@@ -7,9 +7,18 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
   explicit Stream(FakeReplicationChannel* channel) : c_(channel) {}
 
   bool Send(replication::PrimaryMessage message, std::vector<Payload> payloads, bool) override {
+    if (message.has_hello()) {
+      std::function<void(const replication::Hello&)> hook;
+      {
+        absl::MutexLock lock(&c_->mu_);
+        hook = c_->on_hello_;
+      }
+      if (hook) hook(message.hello());  // outside our lock: it may call into the primary
+    }
     absl::MutexLock lock(&c_->mu_);
     if (c_->broken_) return false;
     if (message.has_hello()) {
+      c_->hellos_.push_back(message.hello());
       replication::SecondaryMessage reply;
       *reply.mutable_hello_reply() = c_->hello_reply_;
       c_->to_primary_.push_back(reply);
@@ -61,6 +70,16 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> FakeReplicationChannel::Open(
 void FakeReplicationChannel::SetHelloReply(replication::HelloReply reply) {
   absl::MutexLock lock(&mu_);
   hello_reply_ = std::move(reply);
+}
+
+void FakeReplicationChannel::OnHello(std::function<void(const replication::Hello&)> hook) {
+  absl::MutexLock lock(&mu_);
+  on_hello_ = std::move(hook);
+}
+
+std::vector<replication::Hello> FakeReplicationChannel::hellos() {
+  absl::MutexLock lock(&mu_);
+  return hellos_;
 }
 
 void FakeReplicationChannel::SetReachable(bool reachable) {

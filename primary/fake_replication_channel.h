@@ -5,6 +5,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,11 @@ class FakeReplicationChannel : public ReplicationChannel {
   // Handshake answer for the next streams.
   void SetHelloReply(replication::HelloReply reply);
   void SetReachable(bool reachable);
+  // Runs `hook` when a hello arrives, before it is answered (e.g. a client
+  // write racing the handshake).
+  void OnHello(std::function<void(const replication::Hello&)> hook);
+  // Every hello received, oldest first.
+  std::vector<replication::Hello> hellos();
   // Ops received on the live stream, in order.
   std::vector<replication::Op> ReceivedOps();
   // Waits until at least `n` ops were received.
@@ -36,6 +42,8 @@ class FakeReplicationChannel : public ReplicationChannel {
   absl::Mutex mu_;
   bool reachable_ ABSL_GUARDED_BY(mu_) = true;
   replication::HelloReply hello_reply_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const replication::Hello&)> on_hello_ ABSL_GUARDED_BY(mu_);
+  std::vector<replication::Hello> hellos_ ABSL_GUARDED_BY(mu_);
   std::vector<replication::Op> received_ ABSL_GUARDED_BY(mu_);
   std::deque<replication::SecondaryMessage> to_primary_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

@@ -10,9 +10,9 @@ DataHistory HistoryKeeper::Get() const {
   return history_;
 }
 
-absl::Status HistoryKeeper::Diverge() {
+absl::Status HistoryKeeper::Diverge(absl::FunctionRef<bool()> peer_following) {
   absl::MutexLock lock(&mu_);
-  if (history_.diverged()) return absl::OkStatus();
+  if (history_.diverged() || peer_following()) return absl::OkStatus();
   const DataHistory before = history_;
   history_.Diverge(BitmapFile::NewId());
   if (absl::Status s = PersistLocked(); !s.ok()) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/bitmap/bitmap_file.h"
@@ -28,10 +29,14 @@ class HistoryKeeper {
 
   DataHistory Get() const;
   // Called before every local write, inside the write's range lock.
-  // `peer_following`: a secondary is connected and receives our writes.
-  absl::Status BeforeLocalWrite(bool peer_following) {
-    if (peer_following || diverged_.load(std::memory_order_acquire)) return absl::OkStatus();
-    return Diverge();
+  // `peer_following()`: a secondary is connected and receives our writes.
+  // Asked again under our lock before diverging, so a handshake that marks
+  // the peer following and then checks Get() (Replicator::Connect) either
+  // sees this divergence or makes this write not diverge: never a peer
+  // told one generation while we moved on to another.
+  absl::Status BeforeLocalWrite(absl::FunctionRef<bool()> peer_following) {
+    if (diverged_.load(std::memory_order_acquire) || peer_following()) return absl::OkStatus();
+    return Diverge(peer_following);
   }
   // The secondary holds our `current` (connected, consistent, nothing
   // flagged): nothing is ours alone any more.
@@ -40,7 +45,7 @@ class HistoryKeeper {
   absl::Status SetFile(BitmapFile* file);
 
  private:
-  absl::Status Diverge();
+  absl::Status Diverge(absl::FunctionRef<bool()> peer_following);
   absl::Status PersistLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;

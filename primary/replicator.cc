@@ -308,10 +308,24 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
             hr.own_writes_size(), " ranges), resynced from here");
   }
 
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   if (stopping_) {
     live_stream_ = nullptr;
     return nullptr;
+  }
+  // The secondary now follows the generation our hello named. A write that
+  // found no peer following during the handshake may have moved our history
+  // on since: then the peer would hold our data under a name we left, and the
+  // next meeting after a promotion would misread it. Marked following first,
+  // then checked (HistoryKeeper::BeforeLocalWrite asks again under its lock),
+  // so either we see the new history here or that write did not diverge.
+  peer_following_.store(true, std::memory_order_release);
+  if (options_.history != nullptr && options_.history->Get() != history) {
+    peer_following_.store(false, std::memory_order_release);
+    connect_now_ = true;  // at once, with the new history
+    lock.Release();
+    return fail(absl::StrCat("our data history moved during the handshake with ",
+                             channel_->peer(), " (written without a secondary); handshaking again"));
   }
   next_seq_ = std::max(next_seq_, hr.last_applied_seq() + 1);
   stats_.sent_seq = stats_.acked_seq = stats_.durable_seq = next_seq_ - 1;
@@ -323,7 +337,6 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
     resolution_ = DiscardChoice::kNone;  // one-shot: it served this handshake
     stats_.resolution = DiscardChoice::kNone;
   }
-  peer_following_.store(true, std::memory_order_release);
   stats_.connects_total++;
   live_connection_ = ++connection_counter_;
   broken_ = false;

@@ -43,6 +43,9 @@ def body(case):
     H.wait_in_sync(a, timeout=60, secondary=b)
     H.wait_status(a, lambda s: s["bitmap_bits_set"] == 0, 20, "1: A's bitmap to be lazily cleared")
     gen1 = a.status()["generation"]
+    # B follows the generation A holds (A's history may move while the first handshake is under
+    # way, when the client's first writes find no secondary yet: A then handshakes again).
+    H.check_eq(b.status()["generation"], gen1, "1: the generation B follows")
     H.assert_same_files(a.store, b.store)
 
     # ---- 2. site A lost with writes B never got ----------------------------------------------
