@@ -30,8 +30,9 @@ cache, the agents' memory. A read workload's files then start full of data (the 
 source and its replica), not holes.
 
 Per run: MB/s, IOPS, p50/p99 completion latency, ratio of IOPS to nbdkit, CPU seconds of the
-target's processes per GiB written (utime+stime from /proc; for replicating targets both sides),
-and each process's peak RSS during the run (VmHWM, reset before the run). The table goes to
+target's processes per GiB written (utime+stime from /proc; for replicating targets both sides,
+in total and by process: primary + secondary, or QEMU + its replica's nbdkit), and each
+process's peak RSS during the run (VmHWM, reset before the run). The table goes to
 stdout, the same as JSON to --json. At the end every replica is compared with its source byte for
 byte (cmp). Every process is stopped by PID. Installs what it needs with
 scripts/install-deps.sh --bench. Not a CI test: timings never decide pass/fail.
@@ -263,7 +264,7 @@ def run_fio(t, wname, size, runtime, out, others=()):
     os.sync()
     for pid in t.pids:
         reset_peak_rss(pid)
-    cpu0 = sum(cpu_seconds(pid) for pid in t.pids)
+    cpu0 = [cpu_seconds(pid) for pid in t.pids]
     # The idle targets share the 2 cores: what they burn meanwhile is reported (not charged).
     idle_pids = [pid for o in others for pid in o.pids]
     idle0 = sum(cpu_seconds(pid) for pid in idle_pids)
@@ -275,7 +276,10 @@ def run_fio(t, wname, size, runtime, out, others=()):
         raise SystemExit(f"bench: fio failed on {t.name}/{wname}: {r.stdout}{r.stderr}")
     # Replication work done after fio returned (the window draining) belongs to this run.
     wait_for(t.caught_up, 300, f"{t.name}: to catch up after {wname}")
-    cpu = sum(cpu_seconds(pid) for pid in t.pids) - cpu0
+    # Per process too: a replicating pair's primary alone against repl-off shows the primary's
+    # own replication cost (on these shared cores the replica's work is charged to the pair).
+    cpu_each = [cpu_seconds(pid) - c0 for pid, c0 in zip(t.pids, cpu0)]
+    cpu = sum(cpu_each)
     idle_cpu = sum(cpu_seconds(pid) for pid in idle_pids) - idle0
     job = json.load(open(out))["jobs"][0]
     side = job["read"] if wname.startswith("read") else job["write"]
@@ -286,6 +290,7 @@ def run_fio(t, wname, size, runtime, out, others=()):
     return {"mb_s": side["bw_bytes"] / 1e6, "iops": side["iops"],
             "p50_us": pct.get("50.000000", 0) / 1e3, "p99_us": pct.get("99.000000", 0) / 1e3,
             "cpu_s_per_gib": cpu / gib if gib > 0 else 0.0,
+            "cpu_s_per_gib_each": [c / gib if gib > 0 else 0.0 for c in cpu_each],
             "idle_targets_cpu_s": round(idle_cpu, 2),
             "peak_rss_mib": [round(peak_rss_mib(pid), 1) for pid in t.pids]}
 
@@ -369,8 +374,9 @@ def main():
 
 def summarize(results, targets, workloads):
     print()
-    print("| workload | target | MB/s | IOPS | p50 us | p99 us | vs nbdkit | CPU s/GiB | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| workload | target | MB/s | IOPS | p50 us | p99 us | vs nbdkit | CPU s/GiB | "
+          "by process | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
     summary = []
     for w in workloads:
         base = [r["iops"] for r in results if r["workload"] == w and r["target"] == "nbdkit"]
@@ -382,12 +388,15 @@ def summarize(results, targets, workloads):
             m = {k: statistics.mean(r[k] for r in rs)
                  for k in ("mb_s", "iops", "p50_us", "p99_us", "cpu_s_per_gib")}
             rss = [max(r["peak_rss_mib"][i] for r in rs) for i in range(len(rs[0]["peak_rss_mib"]))]
+            each = [statistics.mean(r["cpu_s_per_gib_each"][i] for r in rs)
+                    for i in range(len(rs[0]["cpu_s_per_gib_each"]))]
             ratio = m["iops"] / base_iops if base_iops else None
             summary.append({"workload": w, "target": name, **m, "vs_nbdkit": ratio,
-                            "peak_rss_mib": rss})
+                            "cpu_s_per_gib_each": each, "peak_rss_mib": rss})
             print(f"| {w} | {name} | {m['mb_s']:.0f} | {m['iops']:.0f} | {m['p50_us']:.0f} | "
                   f"{m['p99_us']:.0f} | {f'{ratio:.2f}x' if ratio else '-'} | "
-                  f"{m['cpu_s_per_gib']:.2f} | {' + '.join(f'{x:.0f}' for x in rss)} |")
+                  f"{m['cpu_s_per_gib']:.2f} | {' + '.join(f'{x:.2f}' for x in each)} | "
+                  f"{' + '.join(f'{x:.0f}' for x in rss)} |")
     return summary
 
 
