@@ -64,9 +64,9 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
   if (history_ != nullptr) {
     // Before the bit and the data: a crash must not leave a write made
     // alone without the record that this side wrote alone.
-    if (absl::Status s = history_->BeforeLocalWrite([this] { return replicator_->peer_following(); }); !s.ok()) {
-      return NoteStoreError(std::move(s));
-    }
+    absl::Status s =
+        history_->BeforeLocalWrite([this] { return replicator_->peer_following(); });
+    if (!s.ok()) return NoteStoreError(std::move(s));
   }
   absl::Status status = bitmap_->StartWrite(chunks);
   if (!status.ok()) {

@@ -325,7 +325,8 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
     connect_now_ = true;  // at once, with the new history
     lock.Release();
     return fail(absl::StrCat("our data history moved during the handshake with ",
-                             channel_->peer(), " (written without a secondary); handshaking again"));
+                             channel_->peer(),
+                             " (written without a secondary); handshaking again"));
   }
   next_seq_ = std::max(next_seq_, hr.last_applied_seq() + 1);
   stats_.sent_seq = stats_.acked_seq = stats_.durable_seq = next_seq_ - 1;
