@@ -24,6 +24,7 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
       c_->to_primary_.push_back(reply);
       return true;
     }
+    ++c_->batches_;
     for (int i = 0; i < message.batch().ops_size(); ++i) {
       replication::Op op = message.batch().ops(i);
       if (i < static_cast<int>(payloads.size()) && !payloads[i].empty()) {
@@ -62,6 +63,7 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> FakeReplicationChannel::Open(
   if (!reachable_) return absl::UnavailableError("fake secondary unreachable");
   broken_ = false;
   received_.clear();
+  batches_ = 0;
   to_primary_.clear();
   ++streams_;
   return std::unique_ptr<ReplicationStream>(new Stream(this));
@@ -90,6 +92,11 @@ void FakeReplicationChannel::SetReachable(bool reachable) {
 std::vector<replication::Op> FakeReplicationChannel::ReceivedOps() {
   absl::MutexLock lock(&mu_);
   return received_;
+}
+
+int FakeReplicationChannel::batches_received() {
+  absl::MutexLock lock(&mu_);
+  return batches_;
 }
 
 bool FakeReplicationChannel::WaitForOps(size_t n, absl::Duration timeout) {

@@ -30,6 +30,8 @@ class FakeReplicationChannel : public ReplicationChannel {
   std::vector<replication::Hello> hellos();
   // Ops received on the live stream, in order.
   std::vector<replication::Op> ReceivedOps();
+  // Batch messages received on the live stream.
+  int batches_received();
   // Waits until at least `n` ops were received.
   bool WaitForOps(size_t n, absl::Duration timeout);
   void Ack(uint64_t applied, uint64_t durable);
@@ -45,6 +47,7 @@ class FakeReplicationChannel : public ReplicationChannel {
   std::function<void(const replication::Hello&)> on_hello_ ABSL_GUARDED_BY(mu_);
   std::vector<replication::Hello> hellos_ ABSL_GUARDED_BY(mu_);
   std::vector<replication::Op> received_ ABSL_GUARDED_BY(mu_);
+  int batches_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<replication::SecondaryMessage> to_primary_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;

@@ -387,6 +387,7 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
     stats_.peak_inflight_writes = std::max(stats_.peak_inflight_writes, inflight_writes_);
     stats_.peak_inflight_bytes = std::max(stats_.peak_inflight_bytes, inflight_bytes_);
   }
+  send_queue_bytes_ += ExpandedPayloadBytes(op, op.data().size() + payload.size());
   send_queue_.push_back(QueuedOp{std::move(op), std::move(payload)});
   return seq;
 }
@@ -577,7 +578,12 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || broken_ || !send_queue_.empty();
+        if (stopping_ || broken_) return true;
+        if (send_queue_.empty()) return false;
+        return unacked_batches_.size() <
+                   static_cast<size_t>(options_.max_partial_batches_in_flight) ||
+               send_queue_.size() >= static_cast<size_t>(options_.max_batch_ops) ||
+               send_queue_bytes_ >= options_.max_batch_bytes;
       };
       if (!mu_.AwaitWithTimeout(absl::Condition(&ready), options_.idle_barrier_delay)) {
         // Idle with writes not yet covered by a barrier: close the epoch so
@@ -600,11 +606,13 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
              (batch_bytes == 0 ||
               batch_bytes + expanded(send_queue_.front()) <= options_.max_batch_bytes)) {
         batch_bytes += expanded(send_queue_.front());
+        send_queue_bytes_ -= expanded(send_queue_.front());
         *batch->add_ops() = std::move(send_queue_.front().op);
         payloads.push_back(std::move(send_queue_.front().payload));
         send_queue_.pop_front();
       }
       stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
+      unacked_batches_.push_back(stats_.sent_seq);
       more_coming = !send_queue_.empty();
     }
     if (!stream->Send(std::move(message), std::move(payloads), more_coming)) {
@@ -634,6 +642,9 @@ void Replicator::HandleAck(const replication::Ack& ack) {
   std::vector<ChunkRange> durable_chunks;
   {
     absl::MutexLock lock(&mu_);
+    while (!unacked_batches_.empty() && unacked_batches_.front() <= ack.applied_seq()) {
+      unacked_batches_.pop_front();
+    }
     while (!inflight_.empty() && inflight_.front().seq <= ack.applied_seq()) {
       InflightOp op = inflight_.front();
       inflight_.pop_front();
@@ -691,6 +702,8 @@ void Replicator::ConnectionLost(const std::string& reason) {
     inflight_.clear();
     awaiting_durable_.clear();
     send_queue_.clear();
+    send_queue_bytes_ = 0;
+    unacked_batches_.clear();
     verify_results_.clear();
     window_high_since_ = absl::InfiniteFuture();
     ahead_ = false;

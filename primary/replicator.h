@@ -68,6 +68,13 @@ struct ReplicatorOptions {
   absl::Duration max_epoch_age = absl::Seconds(2);
   uint64_t max_batch_bytes = 1 << 20;
   int max_batch_ops = 256;
+  // Nagle's rule for the stream: while this many batches are unacknowledged,
+  // a batch that is not full (max_batch_ops / max_batch_bytes) waits for an
+  // ack. Without it a sender woken for every write sends batches of one or
+  // two when cores are scarce (each then costs a message, an ack and a
+  // wake-up on both sides); with it, batches grow to what arrives in one
+  // round trip. Full batches never wait, so it caps no link's throughput.
+  int max_partial_batches_in_flight = 2;
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration handshake_timeout = absl::Seconds(10);
   // Dead-peer detection: writes in flight and no ack for this long breaks
@@ -220,6 +227,9 @@ class Replicator {
     Payload payload;
   };
   std::deque<QueuedOp> send_queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // expanded, as batches count them
+  // Last seq of each batch sent and not yet applied (max_partial_batches_in_flight).
+  std::deque<uint64_t> unacked_batches_ ABSL_GUARDED_BY(mu_);
   std::deque<InflightOp> inflight_ ABSL_GUARDED_BY(mu_);         // sent/queued, not applied
   std::deque<InflightOp> awaiting_durable_ ABSL_GUARDED_BY(mu_); // applied, not durable
   // Chunk ranges taken off the queues whose bitmap counts are being released

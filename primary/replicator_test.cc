@@ -14,6 +14,7 @@ namespace {
 using replication::Op;
 
 constexpr uint32_t kChunk = 64 << 10;
+constexpr int kNoNagle = 1 << 20;
 
 class ReplicatorTest : public ::testing::Test {
  protected:
@@ -31,6 +32,9 @@ class ReplicatorTest : public ::testing::Test {
     o.max_inflight_bytes = max_bytes;
     o.idle_barrier_delay = absl::Hours(1);  // tests decide when barriers go
     o.min_backoff = absl::Milliseconds(5);
+    // These tests send without acking: no batch waits for an ack here (the
+    // stream's Nagle rule has its own test).
+    o.max_partial_batches_in_flight = kNoNagle;
     replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
     replicator_->Start();
     ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
@@ -145,6 +149,7 @@ TEST_F(ReplicatorTest, EpochClosesAfterMaxEpochWrites) {
   o.generation = "gen";
   o.max_epoch_writes = 3;
   o.idle_barrier_delay = absl::Hours(1);
+  o.max_partial_batches_in_flight = kNoNagle;
   replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
   replicator_->Start();
   ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
@@ -220,6 +225,51 @@ TEST_F(ReplicatorTest, WritesWhileThePeerFollowsKeepTheGeneration) {
   following = false;
   EXPECT_TRUE(history.BeforeLocalWrite([&] { return following; }).ok());
   EXPECT_EQ(history.Get().diverged_from, "gen");
+}
+
+// Nagle's rule for the stream: with two batches unacknowledged, small
+// writes wait and then go together when an ack comes; a full batch does not
+// wait.
+TEST_F(ReplicatorTest, SmallBatchesWaitForAnAckWhileTwoAreUnacknowledged) {
+  replication::HelloReply reply;
+  reply.set_accepted(true);
+  reply.set_followed_generation("gen");
+  reply.set_consistent(true);
+  channel_.SetHelloReply(reply);
+  ReplicatorOptions o;
+  o.volume = "vol";
+  o.size_bytes = 64ull << 20;
+  o.generation = "gen";
+  o.idle_barrier_delay = absl::Hours(1);
+  o.max_epoch_age = absl::Hours(1);
+  o.max_batch_bytes = 256 << 10;
+  o.max_partial_batches_in_flight = 2;
+  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
+  replicator_->Start();
+  ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+
+  Write(0, 4096);
+  ASSERT_TRUE(channel_.WaitForOps(1, absl::Seconds(5)));
+  Write(1, 4096);
+  ASSERT_TRUE(channel_.WaitForOps(2, absl::Seconds(5)));
+  EXPECT_EQ(channel_.batches_received(), 2);
+  for (int chunk = 2; chunk < 5; ++chunk) Write(chunk, 4096);
+  EXPECT_FALSE(channel_.WaitForOps(3, absl::Milliseconds(200)));  // two unacked: they wait
+
+  channel_.Ack(/*applied=*/1, /*durable=*/0);  // one batch left unacked: the three go as one
+  ASSERT_TRUE(channel_.WaitForOps(5, absl::Seconds(5)));
+  EXPECT_EQ(channel_.batches_received(), 3);
+
+  channel_.Ack(/*applied=*/4, /*durable=*/0);  // batch 2 acked, not batch 3 (seqs 3-5)
+  Write(5, 4096);
+  ASSERT_TRUE(channel_.WaitForOps(6, absl::Seconds(5)));  // one unacked: sent at once
+  Write(6, 4096);
+  EXPECT_FALSE(channel_.WaitForOps(7, absl::Milliseconds(200)));
+  // A full batch's worth of bytes queued: both go without an ack, the small
+  // one first (a batch holds at most max_batch_bytes), then the big one.
+  Write(7, 256 << 10);
+  ASSERT_TRUE(channel_.WaitForOps(8, absl::Seconds(5)));
+  EXPECT_EQ(channel_.batches_received(), 6);
 }
 
 }  // namespace
