@@ -7,6 +7,9 @@
 #
 #   tests/bench/profile_pair.sh [BS [QD [MODE]]]      defaults: 4k 32 async; MODE async|sync|off
 #
+# BENCH_PIN=1 emulates the two machines DRBD-style figures assume: the secondary alone on CPU 1,
+# the primary and fio on CPU 0 (for MODE off too, so on/off compare the same core).
+#
 # Env: RW (fio --rw, default randwrite), BENCH_SIZE (1G), BENCH_RUNTIME (14 s; 8 s are sampled from
 # second 4), BIN (build/bin), BENCH_KEEP=1 keeps the dir with the perf data. Needs perf (linux-perf)
 # and root (uprobes, perf on other processes). Not a CI test: it prints measurements only.
@@ -17,21 +20,23 @@ SIZE=${BENCH_SIZE:-1G}
 BS=${1:-4k}; QD=${2:-32}; MODE=${3:-async}
 RUNTIME=${BENCH_RUNTIME:-14}
 source tests/bench/lib.sh
-bench_require fio perf
+bench_require fio perf taskset
+on_primary_cpu=(); on_secondary_cpu=()
+if [[ -n ${BENCH_PIN:-} ]]; then on_primary_cpu=(taskset -c 0); on_secondary_cpu=(taskset -c 1); fi
 bench_setup
 
 sport=$(free_port); nport=$(free_port)
 make_file "$DIR/p.img" "$DIR/s.img"
 spid=
 if [[ $MODE != off ]]; then
-  "$BIN/repl-secondary" --volume=v --store="$DIR/s.img" --listen="127.0.0.1:$sport" \
+  "${on_secondary_cpu[@]}" "$BIN/repl-secondary" --volume=v --store="$DIR/s.img" --listen="127.0.0.1:$sport" \
     --admin-socket="$DIR/s.sock" >"$DIR/s.log" 2>&1 </dev/null &
   spid=$!; PIDS+=($spid)
   wait_port "$sport"
 fi
 extra=(); [[ $MODE == sync ]] && extra=(--sync)
 # off: a secondary address nobody listens on (the primary marks its bitmap and serves alone)
-"$BIN/repl-primary" --volume=v --store="$DIR/p.img" --secondary="127.0.0.1:$sport" \
+"${on_primary_cpu[@]}" "$BIN/repl-primary" --volume=v --store="$DIR/p.img" --secondary="127.0.0.1:$sport" \
   --nbd-listen="127.0.0.1:$nport" --admin-socket="$DIR/p.sock" --assume-clean "${extra[@]}" \
   >"$DIR/p.log" 2>&1 </dev/null &
 ppid=$!; PIDS+=($ppid)
@@ -53,7 +58,7 @@ if [[ -n $spid ]]; then
 fi
 trap 'perf probe -q -d "brbench:*" >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
-fio --name=profile --ioengine=nbd --uri="nbd://127.0.0.1:$nport/v" --rw="${RW:-randwrite}" \
+"${on_primary_cpu[@]}" fio --name=profile --ioengine=nbd --uri="nbd://127.0.0.1:$nport/v" --rw="${RW:-randwrite}" \
   --bs="$BS" --iodepth="$QD" --randrepeat=1 --norandommap --size="$SIZE" --time_based \
   --runtime="$RUNTIME" --ramp_time=1 --output-format=json --output="$DIR/fio.json" &
 fio_pid=$!
