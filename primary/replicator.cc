@@ -587,8 +587,10 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
       };
       if (!mu_.AwaitWithTimeout(absl::Condition(&ready), options_.idle_barrier_delay)) {
         // Idle with writes not yet covered by a barrier: close the epoch so
-        // the secondary makes them durable and their bits can clear.
-        if (writes_since_barrier_ > 0) {
+        // the secondary makes them durable and their bits can clear. Not
+        // when writes are queued behind unacked batches (Nagle's rule): the
+        // next ack sends them, and that is not idleness.
+        if (writes_since_barrier_ > 0 && send_queue_.empty()) {
           EnqueueLocked(EpochBarrier(), false, ChunkRange{});
           writes_since_barrier_ = 0;
         }
