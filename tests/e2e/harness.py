@@ -390,8 +390,37 @@ class Agent:
     def start(self, wait=True):
         self.proc = Proc(self.name, self.argv, self.case.dir)
         if wait:
-            self.wait_admin()
+            try:
+                self.wait_admin()
+                if self.role == "primary" and self.nbd_port:
+                    # The admin socket answers before the NBD port is bound; someone else may
+                    # listen there (see below), so wait for the agent's own word.
+                    wait_for(lambda: not self.proc.alive() or f"nbd://127.0.0.1:{self.nbd_port}/"
+                             in self._log_since_start(), 20, f"{self.name} to bind its NBD port")
+                    if not self.proc.alive():
+                        raise Fail(f"{self.name} exited with {self.proc.returncode}")
+            except Fail:
+                if not self._nbd_port_taken():
+                    raise
+                # A restart reuses the NBD port picked when the agent was first started; another
+                # test running in parallel may have been handed it meanwhile. Move to a new one.
+                old, self.nbd_port = self.nbd_port, free_port()
+                self.argv = [f"--nbd-listen=127.0.0.1:{self.nbd_port}"
+                             if a == f"--nbd-listen=127.0.0.1:{old}" else a for a in self.argv]
+                log(f"{self.name}: NBD port {old} was taken meanwhile; restarting on {self.nbd_port}")
+                self.proc = Proc(self.name, self.argv, self.case.dir)
+                self.wait_admin()
         return self
+
+    def _log_since_start(self):
+        text = self.proc.log_path.read_text(errors="replace")
+        return text[text.rfind("=== "):]
+
+    def _nbd_port_taken(self):
+        if not self.nbd_port or self.proc.alive():
+            return False
+        return (f"bind/listen 127.0.0.1:{self.nbd_port}: Address already in use"
+                in self._log_since_start())
 
     def wait_admin(self, timeout=20):
         wait_for(lambda: status(self.admin, self.volume), timeout,
