@@ -607,8 +607,9 @@ void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
       while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
              (batch_bytes == 0 ||
               batch_bytes + expanded(send_queue_.front()) <= options_.max_batch_bytes)) {
-        batch_bytes += expanded(send_queue_.front());
-        send_queue_bytes_ -= expanded(send_queue_.front());
+        const uint64_t op_bytes = expanded(send_queue_.front());
+        batch_bytes += op_bytes;
+        send_queue_bytes_ -= op_bytes;
         *batch->add_ops() = std::move(send_queue_.front().op);
         payloads.push_back(std::move(send_queue_.front().payload));
         send_queue_.pop_front();
