@@ -7,6 +7,13 @@
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per payload
 #include "xxhash.h"
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#include <sanitizer/tsan_interface.h>
+#define BLOCKREPL_TSAN 1
+#endif
+#endif
+
 namespace blockrepl {
 namespace {
 
@@ -37,18 +44,48 @@ size_t VarintSize(uint64_t value) {
   return n;
 }
 
+// TSan builds: the thread that drops a slice's last reference (often one of
+// gRPC's, when a stream breaks) frees a buffer another thread filled. gRPC
+// orders the two with its own atomics, which TSan cannot see in Debian's
+// uninstrumented library (see common/sanitizers/tsan_abseil_sync.cc), so the
+// free read as a race (a TSan CI run, stream lost mid-resync). These say the
+// hand-over; elsewhere they are nothing.
+void HandToGrpc(void* owned) {
+#ifdef BLOCKREPL_TSAN
+  __tsan_release(owned);
+#endif
+  (void)owned;
+}
+void TakeBackFromGrpc(void* owned) {
+#ifdef BLOCKREPL_TSAN
+  __tsan_acquire(owned);
+#endif
+  (void)owned;
+}
+
 // A slice that owns `data` (moved in): freed when gRPC drops its last reference.
 grpc::Slice OwningSlice(std::string data) {
   auto* owned = new std::string(std::move(data));
+  HandToGrpc(owned);
   return grpc::Slice(owned->data(), owned->size(),
-                     [](void* p) { delete static_cast<std::string*>(p); }, owned);
+                     [](void* p) {
+                       TakeBackFromGrpc(p);
+                       delete static_cast<std::string*>(p);
+                     },
+                     owned);
 }
 
 // A slice that owns `data`'s buffer (handed over, not copied).
 grpc::Slice OwningSlice(Payload data) {
   const size_t size = data.size();
   char* bytes = data.Release();
-  return grpc::Slice(bytes, size, [](void* p) { delete[] static_cast<char*>(p); }, bytes);
+  HandToGrpc(bytes);
+  return grpc::Slice(bytes, size,
+                     [](void* p) {
+                       TakeBackFromGrpc(p);
+                       delete[] static_cast<char*>(p);
+                     },
+                     bytes);
 }
 
 // Reads protobuf wire format across the slices of a received buffer.
