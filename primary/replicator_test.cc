@@ -18,26 +18,40 @@ constexpr int kNoNagle = 1 << 20;
 
 class ReplicatorTest : public ::testing::Test {
  protected:
-  void StartWith(uint64_t max_writes, uint64_t max_bytes) {
+  // The fake secondary accepts every handshake, following "gen", consistent.
+  void AcceptHellos() {
     replication::HelloReply reply;
     reply.set_accepted(true);
     reply.set_followed_generation("gen");
     reply.set_consistent(true);
     channel_.SetHelloReply(reply);
+  }
+  static ReplicatorOptions BaseOptions() {
     ReplicatorOptions o;
     o.volume = "vol";
     o.size_bytes = 64ull << 20;
     o.generation = "gen";
+    o.min_backoff = absl::Milliseconds(5);
+    return o;
+  }
+  void Start(const ReplicatorOptions& o) {
+    replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
+    replicator_->Start();
+  }
+  void StartConnected(const ReplicatorOptions& o, absl::Duration timeout = absl::Seconds(5)) {
+    AcceptHellos();
+    Start(o);
+    ASSERT_NE(replicator_->WaitUntilConnected(timeout), 0u);
+  }
+  void StartWith(uint64_t max_writes, uint64_t max_bytes) {
+    ReplicatorOptions o = BaseOptions();
     o.max_inflight_writes = max_writes;
     o.max_inflight_bytes = max_bytes;
     o.idle_barrier_delay = absl::Hours(1);  // tests decide when barriers go
-    o.min_backoff = absl::Milliseconds(5);
     // These tests send without acking: no batch waits for an ack here (the
     // stream's Nagle rule has its own test).
     o.max_partial_batches_in_flight = kNoNagle;
-    replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
-    replicator_->Start();
-    ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+    StartConnected(o);
   }
   // Submits a write to `chunk` the way ReplicatingVolume does.
   ReplicationTicket Write(uint64_t chunk, size_t bytes) {
@@ -120,13 +134,7 @@ TEST_F(ReplicatorTest, BrokenStreamMarksUnackedChunksNeedsSyncAndReconnects) {
 
 TEST_F(ReplicatorTest, SubmitWhileDisconnectedOnlyMarksTheBitmap) {
   channel_.SetReachable(false);
-  ReplicatorOptions o;
-  o.volume = "vol";
-  o.size_bytes = 64ull << 20;
-  o.generation = "gen";
-  o.min_backoff = absl::Milliseconds(5);
-  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
-  replicator_->Start();
+  Start(BaseOptions());
   ReplicationTicket t = Write(3, 4096);
   EXPECT_EQ(t.seq, 0u);
   EXPECT_FALSE(replicator_->Wait(t, Replicator::WaitFor::kApplied));
@@ -138,21 +146,11 @@ TEST_F(ReplicatorTest, SubmitWhileDisconnectedOnlyMarksTheBitmap) {
 }
 
 TEST_F(ReplicatorTest, EpochClosesAfterMaxEpochWrites) {
-  replication::HelloReply reply;
-  reply.set_accepted(true);
-  reply.set_followed_generation("gen");
-  reply.set_consistent(true);
-  channel_.SetHelloReply(reply);
-  ReplicatorOptions o;
-  o.volume = "vol";
-  o.size_bytes = 64ull << 20;
-  o.generation = "gen";
+  ReplicatorOptions o = BaseOptions();
   o.max_epoch_writes = 3;
   o.idle_barrier_delay = absl::Hours(1);
   o.max_partial_batches_in_flight = kNoNagle;
-  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
-  replicator_->Start();
-  ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o));
   for (int i = 0; i < 3; ++i) Write(i, 512);
   ASSERT_TRUE(channel_.WaitForOps(4, absl::Seconds(5)));
   std::vector<Op> ops = channel_.ReceivedOps();
@@ -165,13 +163,7 @@ TEST_F(ReplicatorTest, RefusedHandshakeIsReportedAndRetried) {
   reply.set_accepted(false);
   reply.set_error("volume mismatch: 'a' vs 'b'");
   channel_.SetHelloReply(reply);
-  ReplicatorOptions o;
-  o.volume = "vol";
-  o.size_bytes = 64ull << 20;
-  o.generation = "gen";
-  o.min_backoff = absl::Milliseconds(5);
-  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
-  replicator_->Start();
+  Start(BaseOptions());
   for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_GE(channel_.streams_opened(), 2);
   EXPECT_NE(replicator_->snapshot().last_error.find("volume mismatch"), std::string::npos);
@@ -191,19 +183,10 @@ TEST_F(ReplicatorTest, AHistoryThatMovesDuringTheHandshakeIsHandshakenAgain) {
     // As ReplicatingVolume::Modify does for a write arriving now.
     EXPECT_TRUE(history.BeforeLocalWrite([this] { return replicator_->peer_following(); }).ok());
   });
-  replication::HelloReply reply;
-  reply.set_accepted(true);
-  reply.set_followed_generation("gen");
-  reply.set_consistent(true);
-  channel_.SetHelloReply(reply);
-  ReplicatorOptions o;
-  o.volume = "vol";
-  o.size_bytes = 64ull << 20;
+  ReplicatorOptions o = BaseOptions();
   o.history = &history;
   o.min_backoff = absl::Seconds(30);  // the retry must not wait for the backoff
-  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
-  replicator_->Start();
-  ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(10)), 0u);
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o, absl::Seconds(10)));
 
   const DataHistory now = history.Get();
   ASSERT_NE(now.current, "gen");
@@ -231,22 +214,12 @@ TEST_F(ReplicatorTest, WritesWhileThePeerFollowsKeepTheGeneration) {
 // writes wait and then go together when an ack comes; a full batch does not
 // wait.
 TEST_F(ReplicatorTest, SmallBatchesWaitForAnAckWhileTwoAreUnacknowledged) {
-  replication::HelloReply reply;
-  reply.set_accepted(true);
-  reply.set_followed_generation("gen");
-  reply.set_consistent(true);
-  channel_.SetHelloReply(reply);
-  ReplicatorOptions o;
-  o.volume = "vol";
-  o.size_bytes = 64ull << 20;
-  o.generation = "gen";
+  ReplicatorOptions o = BaseOptions();
   o.idle_barrier_delay = absl::Hours(1);
   o.max_epoch_age = absl::Hours(1);
   o.max_batch_bytes = 256 << 10;
   o.max_partial_batches_in_flight = 2;
-  replicator_ = std::make_unique<Replicator>(o, &bitmap_, &channel_);
-  replicator_->Start();
-  ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o));
 
   Write(0, 4096);
   ASSERT_TRUE(channel_.WaitForOps(1, absl::Seconds(5)));
