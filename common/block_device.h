@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "common/payload.h"
@@ -61,6 +63,24 @@ class BlockDevice {
   // Writes zeroes over the range (may deallocate when `may_trim`).
   virtual absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                                    bool fua) = 0;
+
+  // Asynchronous forms of the three modifying calls, for a device whose
+  // writes wait on something other than the caller's thread (the
+  // replicating volume in sync mode waits for the secondary's ack). `done`
+  // runs exactly once, on any thread, possibly before the call returns, and
+  // must not block: an ack receiver may run many in a row. The defaults
+  // complete in place.
+  using Done = absl::AnyInvocable<void(absl::Status) &&>;
+  virtual void WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) {
+    std::move(done)(WriteOwned(offset, std::move(data), fua));
+  }
+  virtual void TrimAsync(uint64_t offset, uint64_t length, bool fua, Done done) {
+    std::move(done)(Trim(offset, length, fua));
+  }
+  virtual void WriteZeroesAsync(uint64_t offset, uint64_t length, bool may_trim, bool fua,
+                                Done done) {
+    std::move(done)(WriteZeroes(offset, length, may_trim, fua));
+  }
 };
 
 }  // namespace blockrepl

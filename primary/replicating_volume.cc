@@ -55,9 +55,10 @@ RangeLock::Holder ReplicatingVolume::LockChunks(uint64_t offset, uint64_t length
 }
 
 template <typename LocalOp>
-absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t length,
-                                       Payload payload, bool fua, LocalOp local_op) {
-  if (length == 0) return absl::OkStatus();
+absl::StatusOr<ReplicatingVolume::AckToAwait> ReplicatingVolume::Modify(
+    Op::Kind kind, uint64_t offset, uint64_t length, Payload payload, bool fua,
+    LocalOp local_op) {
+  if (length == 0) return AckToAwait{};
   ChunkRange chunks;
   RangeLock::Holder hold = LockChunks(offset, length, &chunks);
   RETURN_IF_ERROR(CheckOpen());  // after the wait: a switchover may have run meanwhile
@@ -83,16 +84,26 @@ absl::Status ReplicatingVolume::Modify(Op::Kind kind, uint64_t offset, uint64_t 
   }
   ReplicationTicket ticket = replicator_->Submit(kind, offset, length, std::move(payload), chunks);
   hold.Release();
-  if (sync_ && ticket.seq != 0) {
-    // If the secondary drops meanwhile, the write stays correct locally and
-    // flagged in the bitmap (as DRBD does when the peer disconnects).
-    if (fua) {
-      replicator_->Wait(replicator_->SubmitBarrier(), Replicator::WaitFor::kDurable);
-    } else {
-      replicator_->Wait(ticket, Replicator::WaitFor::kApplied);
-    }
-  }
+  if (!sync_ || ticket.seq == 0) return AckToAwait{};
+  // If the secondary drops meanwhile, the write stays correct locally and
+  // flagged in the bitmap (as DRBD does when the peer disconnects).
+  if (fua) return AckToAwait{replicator_->SubmitBarrier(), Replicator::WaitFor::kDurable};
+  return AckToAwait{ticket, Replicator::WaitFor::kApplied};
+}
+
+absl::Status ReplicatingVolume::AwaitAck(absl::StatusOr<AckToAwait> ack) {
+  if (!ack.ok()) return ack.status();
+  if (ack->ticket.seq != 0) replicator_->Wait(ack->ticket, ack->what);
   return absl::OkStatus();
+}
+
+void ReplicatingVolume::CompleteOnAck(absl::StatusOr<AckToAwait> ack, Done done) {
+  if (!ack.ok()) return std::move(done)(ack.status());
+  if (ack->ticket.seq == 0) return std::move(done)(absl::OkStatus());
+  // Reached or not, the write is good locally (see Modify).
+  replicator_->WhenReached(ack->ticket, ack->what, [done = std::move(done)](bool) mutable {
+    std::move(done)(absl::OkStatus());
+  });
 }
 
 absl::Status ReplicatingVolume::Write(uint64_t offset, absl::Span<const char> data, bool fua) {
@@ -101,22 +112,47 @@ absl::Status ReplicatingVolume::Write(uint64_t offset, absl::Span<const char> da
 
 absl::Status ReplicatingVolume::WriteOwned(uint64_t offset, Payload data, bool fua) {
   const uint64_t length = data.size();
-  return Modify(Op::WRITE, offset, length, std::move(data), fua,
-                [&](const Payload& payload) { return local_->Write(offset, payload.span(), fua); });
+  return AwaitAck(Modify(Op::WRITE, offset, length, std::move(data), fua, [&](const Payload& payload) {
+    return local_->Write(offset, payload.span(), fua);
+  }));
+}
+
+void ReplicatingVolume::WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) {
+  const uint64_t length = data.size();
+  CompleteOnAck(Modify(Op::WRITE, offset, length, std::move(data), fua,
+                       [&](const Payload& payload) {
+                         return local_->Write(offset, payload.span(), fua);
+                       }),
+                std::move(done));
 }
 
 absl::Status ReplicatingVolume::Trim(uint64_t offset, uint64_t length, bool fua) {
-  return Modify(Op::TRIM, offset, length, Payload(), fua,
-                [&](const Payload&) { return local_->Trim(offset, length, fua); });
+  return AwaitAck(Modify(Op::TRIM, offset, length, Payload(), fua,
+                         [&](const Payload&) { return local_->Trim(offset, length, fua); }));
 }
 
+void ReplicatingVolume::TrimAsync(uint64_t offset, uint64_t length, bool fua, Done done) {
+  CompleteOnAck(Modify(Op::TRIM, offset, length, Payload(), fua,
+                       [&](const Payload&) { return local_->Trim(offset, length, fua); }),
+                std::move(done));
+}
+
+// The secondary always punches or zeroes the same way (see applier), so
+// both stores read back zeroes whatever `may_trim` chose here.
 absl::Status ReplicatingVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                                             bool fua) {
-  // The secondary always punches or zeroes the same way (see applier), so
-  // both stores read back zeroes whatever `may_trim` chose here.
-  return Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua, [&](const Payload&) {
+  return AwaitAck(Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua, [&](const Payload&) {
     return local_->WriteZeroes(offset, length, may_trim, fua);
-  });
+  }));
+}
+
+void ReplicatingVolume::WriteZeroesAsync(uint64_t offset, uint64_t length, bool may_trim,
+                                         bool fua, Done done) {
+  CompleteOnAck(Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua,
+                       [&](const Payload&) {
+                         return local_->WriteZeroes(offset, length, may_trim, fua);
+                       }),
+                std::move(done));
 }
 
 absl::Status ReplicatingVolume::Flush() {

@@ -6,7 +6,8 @@
 //   3. write the local store,
 //   4. hand the op to the Replicator (blocks while the window is full),
 //   5. reply: async after 4; sync after the secondary applied it (FUA and
-//      FLUSH: made it durable).
+//      FLUSH: made it durable). The *Async forms run 1-4 on the caller's
+//      thread and leave the wait of step 5 to the ack receiver.
 // Reads go to the local store only. Thread-safe.
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
 #include "common/bitmap/write_intent_bitmap.h"
@@ -41,6 +43,10 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status Flush() override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fua) override;
+  void WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) override;
+  void TrimAsync(uint64_t offset, uint64_t length, bool fua, Done done) override;
+  void WriteZeroesAsync(uint64_t offset, uint64_t length, bool may_trim, bool fua,
+                        Done done) override;
 
   // Planned switchover: from now on every call fails with `why` (the volume
   // is served elsewhere). Writes waiting for the range lock fail too.
@@ -57,12 +63,20 @@ class ReplicatingVolume : public BlockDevice {
   absl::Status NoteStoreError(absl::Status status);
   // Locks the chunks of a byte range under the current bitmap layout.
   RangeLock::Holder LockChunks(uint64_t offset, uint64_t length, ChunkRange* chunks);
-  // Steps 1-5 for any modifying op; `local_op(payload)` performs step 3;
+  // What a modifying op's reply waits for in sync mode (seq 0: nothing).
+  struct AckToAwait {
+    ReplicationTicket ticket;
+    Replicator::WaitFor what = Replicator::WaitFor::kApplied;
+  };
+  // Steps 1-4 for any modifying op; `local_op(payload)` performs step 3;
   // `payload` (then moved into the stream) is the data of a WRITE, empty
-  // otherwise.
+  // otherwise. Returns what step 5 waits for.
   template <typename LocalOp>
-  absl::Status Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,
-                      Payload payload, bool fua, LocalOp local_op);
+  absl::StatusOr<AckToAwait> Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,
+                                    Payload payload, bool fua, LocalOp local_op);
+  // Step 5, blocking or through `done`.
+  absl::Status AwaitAck(absl::StatusOr<AckToAwait> ack);
+  void CompleteOnAck(absl::StatusOr<AckToAwait> ack, Done done);
 
   // Constant after construction; all pointees are thread-safe.
   BlockDevice* const local_;

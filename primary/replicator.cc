@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/completion_batch.h"
 #include "common/log.h"
 #include "common/thread_name.h"
 #include "xxhash.h"
@@ -527,6 +528,36 @@ bool Replicator::Wait(const ReplicationTicket& ticket, WaitFor what) {
          (what == WaitFor::kApplied ? stats_.acked_seq : stats_.durable_seq) >= ticket.seq;
 }
 
+void Replicator::WhenReached(const ReplicationTicket& ticket, WaitFor what, Reached reached) {
+  if (ticket.seq == 0) return std::move(reached)(false);
+  {
+    absl::MutexLock lock(&mu_);
+    if (live_connection_ == ticket.connection) {
+      const uint64_t done_seq = what == WaitFor::kApplied ? stats_.acked_seq : stats_.durable_seq;
+      if (done_seq < ticket.seq) {
+        Waiters& waiters = what == WaitFor::kApplied ? applied_waiters_ : durable_waiters_;
+        waiters.emplace(ticket.seq, std::move(reached));
+        return;
+      }
+    }
+  }
+  // As Wait: reached, or that stream is gone (a newer one never acks it).
+  std::move(reached)(Wait(ticket, what));
+}
+
+void Replicator::TakeReachedLocked(Waiters& waiters, uint64_t seq, std::vector<Reached>& out) {
+  auto end = waiters.upper_bound(seq);
+  for (auto it = waiters.begin(); it != end; ++it) out.push_back(std::move(it->second));
+  waiters.erase(waiters.begin(), end);
+}
+
+void Replicator::RunReached(std::vector<Reached>& reached, bool outcome) {
+  if (reached.empty()) return;
+  CompletionBatch batch;
+  for (Reached& callback : reached) std::move(callback)(outcome);
+  reached.clear();
+}
+
 ReplicationTicket Replicator::SubmitVerify(uint64_t offset, uint64_t length, uint32_t piece) {
   absl::MutexLock lock(&mu_);
   if (live_connection_ == 0 || broken_) return ReplicationTicket{};
@@ -643,6 +674,7 @@ void Replicator::ReceiveLoop(ReplicationStream* stream, uint64_t connection) {
 
 void Replicator::HandleAck(const replication::Ack& ack) {
   std::vector<ChunkRange> durable_chunks;
+  std::vector<Reached> reached;
   {
     absl::MutexLock lock(&mu_);
     while (!unacked_batches_.empty() && unacked_batches_.front() <= ack.applied_seq()) {
@@ -670,6 +702,7 @@ void Replicator::HandleAck(const replication::Ack& ack) {
       last_progress_ = absl::Now();
     }
     stats_.acked_seq = std::max(stats_.acked_seq, ack.applied_seq());
+    TakeReachedLocked(applied_waiters_, stats_.acked_seq, reached);
     releases_pending_ += durable_chunks.size();
   }
   // Only durable writes release their bits: a power loss on the secondary
@@ -677,13 +710,16 @@ void Replicator::HandleAck(const replication::Ack& ack) {
   // Released before durable_seq is published, so whoever waits for
   // durability also sees the bitmap settled.
   for (const ChunkRange& chunks : durable_chunks) bitmap_->EndWrite(chunks, /*replicated=*/true);
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   releases_pending_ -= durable_chunks.size();
   stats_.durable_seq = std::max(stats_.durable_seq, ack.durable_seq());
   if (resync_done_seq_ != 0 && stats_.durable_seq >= resync_done_seq_) {
     stats_.peer_consistent = true;
     resync_done_seq_ = 0;
   }
+  TakeReachedLocked(durable_waiters_, stats_.durable_seq, reached);
+  lock.Release();
+  RunReached(reached, true);
 }
 
 void Replicator::MarkBroken(uint64_t connection, const std::string& reason) {
@@ -696,6 +732,7 @@ void Replicator::MarkBroken(uint64_t connection, const std::string& reason) {
 
 void Replicator::ConnectionLost(const std::string& reason) {
   std::vector<ChunkRange> lost;
+  std::vector<Reached> unreached;
   {
     absl::MutexLock lock(&mu_);
     for (const InflightOp& op : inflight_) {
@@ -708,6 +745,8 @@ void Replicator::ConnectionLost(const std::string& reason) {
     send_queue_bytes_ = 0;
     unacked_batches_.clear();
     verify_results_.clear();
+    TakeReachedLocked(applied_waiters_, UINT64_MAX, unreached);
+    TakeReachedLocked(durable_waiters_, UINT64_MAX, unreached);
     window_high_since_ = absl::InfiniteFuture();
     ahead_ = false;
     stats_.ahead = false;
@@ -721,8 +760,12 @@ void Replicator::ConnectionLost(const std::string& reason) {
     releases_pending_ += lost.size();
   }
   for (const ChunkRange& chunks : lost) bitmap_->EndWrite(chunks, /*replicated=*/false);
-  absl::MutexLock lock(&mu_);
-  releases_pending_ -= lost.size();
+  {
+    absl::MutexLock lock(&mu_);
+    releases_pending_ -= lost.size();
+  }
+  // After the bits: a sync write completed now is flagged for resync.
+  RunReached(unreached, false);
 }
 
 Replicator::Snapshot Replicator::snapshot() const {

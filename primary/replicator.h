@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -137,6 +139,15 @@ class Replicator {
   // Blocks until the op is applied/durable on the secondary (true) or the
   // stream it was sent on broke (false).
   bool Wait(const ReplicationTicket& ticket, WaitFor what);
+  // The same without a waiting thread: `reached(bool)` runs once, with what
+  // Wait would return: at once on the calling thread if that is known now,
+  // else on the ack receiver inside a CompletionBatch (the completions of
+  // one ack are coalesced) or on the thread that finds the stream broken.
+  // `reached` must not block and must not call back into the Replicator's
+  // waits. Sync-mode NBD writes complete this way: a thread blocked per
+  // write costs a wake-up per write where an ack covers a whole batch.
+  using Reached = absl::AnyInvocable<void(bool) &&>;
+  void WhenReached(const ReplicationTicket& ticket, WaitFor what, Reached reached);
   // Waits until nothing is in flight and everything is durable.
   bool Drain(absl::Duration timeout);
 
@@ -196,6 +207,11 @@ class Replicator {
   void NoteWindowLevelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReceiveLoop(ReplicationStream* stream, uint64_t connection);
   void HandleAck(const replication::Ack& ack);
+  // Takes the WhenReached callbacks of `waiters` whose seq is <= `seq`.
+  using Waiters = std::multimap<uint64_t, Reached>;
+  static void TakeReachedLocked(Waiters& waiters, uint64_t seq, std::vector<Reached>& out);
+  // Runs callbacks taken from the waiters, outside mu_, in one batch.
+  static void RunReached(std::vector<Reached>& reached, bool outcome);
   // Fails everything in flight: its chunks become needs-sync.
   void ConnectionLost(const std::string& reason);
   void MarkBroken(uint64_t connection, const std::string& reason);
@@ -239,6 +255,10 @@ class Replicator {
   // When the secondary last acked something, or the window last went from
   // empty to non-empty (the peer timeout counts from there).
   absl::Time last_progress_ ABSL_GUARDED_BY(mu_);
+  // WhenReached callbacks of the live connection by seq, until the acks
+  // reach them or the connection is lost.
+  Waiters applied_waiters_ ABSL_GUARDED_BY(mu_);
+  Waiters durable_waiters_ ABSL_GUARDED_BY(mu_);
   // VERIFY results by seq, until AwaitVerify takes them.
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> verify_results_ ABSL_GUARDED_BY(mu_);
   bool operator_disconnected_ ABSL_GUARDED_BY(mu_) = false;

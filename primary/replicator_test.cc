@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/completion_batch.h"
 #include "primary/fake_replication_channel.h"
 
 namespace blockrepl {
@@ -115,6 +119,82 @@ TEST_F(ReplicatorTest, BitsReleaseOnlyOnDurableAck) {
   channel_.Ack(barrier.seq, barrier.seq);
   ASSERT_TRUE(replicator_->Wait(barrier, Replicator::WaitFor::kDurable));
   EXPECT_EQ(bitmap_.counts().dirty_chunks, 0u);
+}
+
+// Sync-mode NBD writes complete through WhenReached: each callback runs once,
+// when an ack reaches its seq (applied or durable, as asked), with the
+// callbacks of one ack together in one CompletionBatch.
+TEST_F(ReplicatorTest, WhenReachedRunsOnceTheAckReachesTheTicket) {
+  StartWith(16, 1 << 30);
+  struct Outcomes {
+    absl::Mutex mu;
+    std::vector<std::string> log ABSL_GUARDED_BY(mu);
+    void Add(std::string entry) {
+      absl::MutexLock lock(&mu);
+      log.push_back(std::move(entry));
+    }
+    std::vector<std::string> Get() {
+      absl::MutexLock lock(&mu);
+      return log;
+    }
+    // The callbacks run on the receiver after it published the ack.
+    std::vector<std::string> WaitFor(size_t n) {
+      absl::MutexLock lock(&mu);
+      auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return log.size() >= n; };
+      mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+      return log;
+    }
+  } outcomes;
+  auto record = [&](std::string name) {
+    return [&outcomes, name](bool reached) {
+      outcomes.Add(absl::StrCat(name, reached ? "+" : "-",
+                                CompletionBatch::Active() ? " batched" : ""));
+    };
+  };
+  ReplicationTicket first = Write(1, 4096);
+  ReplicationTicket second = Write(2, 4096);
+  ReplicationTicket barrier = replicator_->SubmitBarrier();
+  replicator_->WhenReached(second, Replicator::WaitFor::kApplied, record("second"));
+  replicator_->WhenReached(first, Replicator::WaitFor::kApplied, record("first"));
+  replicator_->WhenReached(barrier, Replicator::WaitFor::kDurable, record("barrier"));
+  ASSERT_TRUE(channel_.WaitForOps(3, absl::Seconds(5)));
+  EXPECT_TRUE(outcomes.Get().empty());
+
+  channel_.Ack(first.seq, 0);
+  EXPECT_EQ(outcomes.WaitFor(1), std::vector<std::string>{"first+ batched"});
+  channel_.Ack(barrier.seq, 0);  // applied, not yet durable: the barrier waits
+  EXPECT_EQ(outcomes.WaitFor(2), (std::vector<std::string>{"first+ batched", "second+ batched"}));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(outcomes.Get().size(), 2u);
+
+  channel_.Ack(barrier.seq, barrier.seq);
+  EXPECT_EQ(outcomes.WaitFor(3), (std::vector<std::string>{"first+ batched", "second+ batched",
+                                                           "barrier+ batched"}));
+
+  // Already reached: at once, on the calling thread.
+  replicator_->WhenReached(first, Replicator::WaitFor::kDurable, record("late"));
+  EXPECT_EQ(outcomes.Get().back(), "late+");
+}
+
+TEST_F(ReplicatorTest, WhenReachedReportsALostStreamOnce) {
+  StartWith(16, 1 << 30);
+  std::atomic<int> reached{0}, lost{0};
+  auto count = [&](bool ok) { (ok ? reached : lost).fetch_add(1); };
+  ReplicationTicket ticket = Write(1, 4096);
+  replicator_->WhenReached(ticket, Replicator::WaitFor::kApplied, count);
+  replicator_->WhenReached(ticket, Replicator::WaitFor::kDurable, count);
+  ASSERT_TRUE(channel_.WaitForOps(1, absl::Seconds(5)));
+  channel_.Break();
+  for (int i = 0; i < 500 && lost.load() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(lost.load(), 2);
+  EXPECT_EQ(reached.load(), 0);
+  // A ticket of the lost stream, asked about afterwards: at once, not reached.
+  replicator_->WhenReached(ticket, Replicator::WaitFor::kApplied, count);
+  EXPECT_EQ(lost.load(), 3);
+  // Not replicated at all (seq 0): at once, not reached.
+  replicator_->WhenReached(ReplicationTicket{}, Replicator::WaitFor::kApplied, count);
+  EXPECT_EQ(lost.load(), 4);
+  EXPECT_EQ(reached.load(), 0);
 }
 
 TEST_F(ReplicatorTest, BrokenStreamMarksUnackedChunksNeedsSyncAndReconnects) {

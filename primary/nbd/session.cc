@@ -8,6 +8,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "common/completion_batch.h"
 #include "primary/nbd/handshake.h"
 #include "primary/nbd/nbd_wire.h"
 #include "primary/nbd/socket_io.h"
@@ -134,7 +135,7 @@ void Session::Transmission(const Export& e) {
       }
     }
     req->received = std::chrono::steady_clock::now();
-    pool_->Submit([this, &e, req] { Execute(e, *req); });
+    pool_->Submit([this, &e, req = std::move(req)]() mutable { Execute(e, std::move(req)); });
   }
 }
 
@@ -185,30 +186,40 @@ bool Session::Admit(uint64_t buffered_bytes) {
   return true;
 }
 
-void Session::Execute(const Export& e, Request& r) {
+void Session::Execute(const Export& e, std::shared_ptr<Request> req) {
+  Request& r = *req;
   BlockDevice* dev = e.device;
-  bool fua = (r.flags & kCmdFlagFua) != 0;
-  absl::Status status;
-  // A READ's buffer: filled by the device, never zeroed first (Admit counted it).
-  std::unique_ptr<char[]> read_buffer;
+  const bool fua = (r.flags & kCmdFlagFua) != 0;
+  // The request stays alive in the completion until Finish has run.
+  auto finish_later = [&] {
+    return [this, &e, req](absl::Status status) { Finish(e, *req, status); };
+  };
   switch (r.type) {
-    case kCmdRead:
-      read_buffer.reset(new char[r.length]);
-      status = dev->Read(r.offset, absl::Span<char>(read_buffer.get(), r.length));
-      break;
+    case kCmdRead: {
+      // Filled by the device, never zeroed first (Admit counted it).
+      std::unique_ptr<char[]> read_buffer(new char[r.length]);
+      absl::Status status = dev->Read(r.offset, absl::Span<char>(read_buffer.get(), r.length));
+      Finish(e, r, status, std::move(read_buffer));
+      return;
+    }
     case kCmdWrite:
-      status = dev->WriteOwned(r.offset, std::move(r.data), fua);
-      break;
+      dev->WriteOwnedAsync(r.offset, std::move(r.data), fua, finish_later());
+      return;
     case kCmdFlush:
-      status = dev->Flush();
-      break;
+      Finish(e, r, dev->Flush());
+      return;
     case kCmdTrim:
-      status = dev->Trim(r.offset, r.length, fua);
-      break;
+      dev->TrimAsync(r.offset, r.length, fua, finish_later());
+      return;
     case kCmdWriteZeroes:
-      status = dev->WriteZeroes(r.offset, r.length, (r.flags & kCmdFlagNoHole) == 0, fua);
-      break;
+      dev->WriteZeroesAsync(r.offset, r.length, (r.flags & kCmdFlagNoHole) == 0, fua,
+                            finish_later());
+      return;
   }
+}
+
+void Session::Finish(const Export& e, Request& r, const absl::Status& status,
+                     std::unique_ptr<char[]> read_buffer) {
   uint32_t error = NbdErrorFromStatus(status);
   if (error != 0) {
     StatsFor(e)->errors[r.type].fetch_add(1, std::memory_order_relaxed);
@@ -247,7 +258,6 @@ void Session::Execute(const Export& e, Request& r) {
 
 void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]> data,
                         uint32_t length) {
-  std::vector<PendingReply> batch;
   {
     absl::MutexLock lock(&write_mu_);
     PendingReply& reply = replies_.emplace_back();
@@ -259,6 +269,25 @@ void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]>
     if (sending_) return;  // the sending thread takes it along
     sending_ = true;
   }
+  if (CompletionBatch::Active()) {
+    // Replies of the batch's other completions join ours. The session must
+    // outlive the deferred send: hold a place in flight until it has run.
+    {
+      absl::MutexLock lock(&mu_);
+      ++in_flight_;
+    }
+    CompletionBatch::Defer([this] {
+      SendQueuedReplies();
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+    });
+    return;
+  }
+  SendQueuedReplies();
+}
+
+void Session::SendQueuedReplies() {
+  std::vector<PendingReply> batch;
   // Send until nothing is left: replies queued while a batch was on its
   // way go in the next one. The requests of queued replies may have left
   // in_flight_ already, ours has not: Run() cannot close the socket meanwhile.

@@ -3,7 +3,9 @@
 // Run() owns the socket's read side and is called once, on the session's
 // own thread; requests execute concurrently on the pool and reply out of
 // order (one thread at a time writes replies, taking along those queued
-// meanwhile: see SendReply). Shutdown()/ForceShutdown() may be called from any
+// meanwhile: see SendReply). Modifying requests complete through the
+// device's asynchronous calls, so a request waiting for the secondary holds
+// no pool thread. Shutdown()/ForceShutdown() may be called from any
 // thread and make Run() return once the requests in flight have finished.
 #pragma once
 
@@ -67,14 +69,23 @@ class Session {
   // Blocks until the request fits under the per-connection limits and then
   // accounts for it. False if the session is shutting down.
   bool Admit(uint64_t buffered_bytes);
-  void Execute(const Export& e, Request& r);
+  // Starts the device call; Finish() runs when it completes (for a
+  // modifying request possibly later, on another thread).
+  void Execute(const Export& e, std::shared_ptr<Request> r);
+  // Replies, counts and releases the request's place in flight.
+  void Finish(const Export& e, Request& r, const absl::Status& status,
+              std::unique_ptr<char[]> read_buffer = nullptr);
   // Queues a simple reply (`data`: `length` bytes, only for a successful
   // READ) and sends it, with every reply queued meanwhile, unless another
   // thread is already sending: that one takes it along. At QD 32 replies
   // bunch, and one sendmsg (one wake-up of the client) then carries several.
+  // Inside a CompletionBatch (an ack completing many writes) the sending
+  // waits for the batch's end, so the whole batch goes in one sendmsg.
   // The READ's `length` stays counted in buffered_bytes_ until it is sent.
   void SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]> data = nullptr,
                  uint32_t length = 0);
+  // Sends queued replies until none is left; requires sending_ taken.
+  void SendQueuedReplies();
   // One batch of queued replies on the wire; false if the socket failed.
   struct PendingReply;
   bool SendBatch(std::vector<PendingReply>& batch);

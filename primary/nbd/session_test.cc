@@ -7,8 +7,12 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
+#include "common/completion_batch.h"
 #include "common/mem_block_device.h"
 #include "gtest/gtest.h"
 #include "primary/nbd/nbd_server.h"
@@ -90,19 +94,41 @@ class GatedDevice : public MemBlockDevice {
   absl::Status fail_ ABSL_GUARDED_BY(mu_);
 };
 
+// Serves `dev` as "vol" on loopback and connects a client that chose it.
+void StartServerAndClient(BlockDevice* dev, ServerOptions options,
+                          std::unique_ptr<NbdServer>* server, std::unique_ptr<TestClient>* client) {
+  options.tcp_listen = "127.0.0.1:0";
+  auto started = NbdServer::Start(options, {{"vol", "", dev}});
+  ASSERT_TRUE(started.ok()) << started.status();
+  *server = std::move(*started);
+  auto c = TestClient::Connect((*server)->address());
+  ASSERT_TRUE(c.ok()) << c.status();
+  *client = std::make_unique<TestClient>(std::move(*c));
+  auto go = (*client)->Handshake("vol");
+  ASSERT_TRUE(go.ok()) << go.status();
+}
+
+// Sends a WRITE of "abcd" at 0 (cookie 7), waits until `inside()` says the
+// device has it, sends DISC, lets the write finish with `release()`: the
+// write's reply must come before the connection closes.
+void ExpectDiscWaitsForTheWriteInFlight(TestClient& client, absl::FunctionRef<bool()> inside,
+                                        absl::FunctionRef<void()> release) {
+  ASSERT_TRUE(client.SendRequest(kCmdWrite, 0, 7, 0, 4, "abcd").ok());
+  ASSERT_TRUE(inside());
+  ASSERT_TRUE(client.SendRequest(kCmdDisc, 0, 8, 0, 0).ok());
+  release();
+  auto reply = client.ReadReply();
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->cookie, 7u);
+  EXPECT_EQ(reply->error, 0u);
+  EXPECT_TRUE(client.WaitForClose());
+}
+
 class SessionTest : public ::testing::Test {
  protected:
   void StartServer(ServerOptions options = {}) {
-    options.tcp_listen = "127.0.0.1:0";
     if (options.worker_threads == ServerOptions().worker_threads) options.worker_threads = 32;
-    auto server = NbdServer::Start(options, {{"vol", "", &dev_}});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    auto c = TestClient::Connect(server_->address());
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::make_unique<TestClient>(std::move(*c));
-    auto go = client_->Handshake("vol");
-    ASSERT_TRUE(go.ok()) << go.status();
+    StartServerAndClient(&dev_, options, &server_, &client_);
   }
   void SetUp() override { StartServer(); }
 
@@ -244,15 +270,8 @@ TEST_F(SessionTest, BadRequestMagicClosesTheConnection) {
 
 TEST_F(SessionTest, DiscWaitsForInFlightRepliesThenCloses) {
   dev_.Gate();
-  ASSERT_TRUE(client_->SendRequest(kCmdWrite, 0, 7, 0, 4, "abcd").ok());
-  ASSERT_TRUE(dev_.WaitForWriters(1));
-  ASSERT_TRUE(client_->SendRequest(kCmdDisc, 0, 8, 0, 0).ok());
-  dev_.ReleaseAll();
-  auto reply = client_->ReadReply();
-  ASSERT_TRUE(reply.ok()) << reply.status();
-  EXPECT_EQ(reply->cookie, 7u);
-  EXPECT_EQ(reply->error, 0u);
-  EXPECT_TRUE(client_->WaitForClose());
+  ExpectDiscWaitsForTheWriteInFlight(
+      *client_, [&] { return dev_.WaitForWriters(1); }, [&] { dev_.ReleaseAll(); });
   EXPECT_EQ(dev_.Contents().substr(0, 4), "abcd");
 }
 
@@ -330,6 +349,102 @@ TEST_F(SessionTest, PipelinedRepliesKeepEachHeaderWithItsData) {
       }
     }
   }
+}
+
+// A device whose modifying calls complete later, from another thread, the
+// way the replicating volume's sync mode completes them from the ack
+// receiver: the write is done at once, its completion parked until released.
+class ParkingDevice : public MemBlockDevice {
+ public:
+  ParkingDevice() : MemBlockDevice(kDevSize) {}
+
+  void WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) override {
+    Park(Write(offset, data.span(), fua), std::move(done));
+  }
+  void TrimAsync(uint64_t offset, uint64_t length, bool fua, Done done) override {
+    Park(Trim(offset, length, fua), std::move(done));
+  }
+  void WriteZeroesAsync(uint64_t offset, uint64_t length, bool may_trim, bool fua,
+                        Done done) override {
+    Park(WriteZeroes(offset, length, may_trim, fua), std::move(done));
+  }
+
+  bool WaitForParked(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return parked_.size() >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+  }
+  // Completes every parked call on a thread of its own, in one batch.
+  void CompleteAllFromAnotherThread() {
+    std::vector<std::pair<absl::Status, Done>> parked;
+    {
+      absl::MutexLock lock(&mu_);
+      parked.swap(parked_);
+    }
+    std::thread completer([&] {
+      CompletionBatch batch;
+      for (auto& [status, done] : parked) std::move(done)(status);
+    });
+    completer.join();
+  }
+
+ private:
+  void Park(absl::Status status, Done done) {
+    absl::MutexLock lock(&mu_);
+    parked_.emplace_back(std::move(status), std::move(done));
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::pair<absl::Status, Done>> parked_ ABSL_GUARDED_BY(mu_);
+};
+
+class AsyncCompletionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.worker_threads = 2;  // fewer than the requests parked below
+    StartServerAndClient(&dev_, options, &server_, &client_);
+  }
+
+  ParkingDevice dev_;
+  std::unique_ptr<NbdServer> server_;
+  std::unique_ptr<TestClient> client_;
+};
+
+// Requests whose completion waits elsewhere hold no pool thread: with two
+// workers and eight parked writes, a READ still gets its answer; the parked
+// ones are answered, each with its own cookie, once a batch completes them.
+TEST_F(AsyncCompletionTest, ParkedWritesHoldNoWorkerAndReplyWhenCompleted) {
+  constexpr int kWrites = 8;
+  for (int i = 0; i < kWrites; ++i) {
+    const uint16_t type = i == 6 ? kCmdTrim : i == 7 ? kCmdWriteZeroes : kCmdWrite;
+    const std::string payload = type == kCmdWrite ? std::string(512, 'a' + i) : "";
+    ASSERT_TRUE(client_->SendRequest(type, 0, i, i * 512, 512, payload).ok());
+  }
+  ASSERT_TRUE(dev_.WaitForParked(kWrites));
+  std::string data;
+  auto read = client_->Read(0, 512, &data);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, 0u);
+  EXPECT_EQ(data, std::string(512, 'a'));  // written before the completion
+
+  dev_.CompleteAllFromAnotherThread();
+  std::set<uint64_t> cookies;
+  for (int i = 0; i < kWrites; ++i) {
+    auto reply = client_->ReadReply();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->error, 0u);
+    cookies.insert(reply->cookie);
+  }
+  EXPECT_EQ(cookies.size(), static_cast<size_t>(kWrites));
+  EXPECT_EQ(*cookies.rbegin(), static_cast<uint64_t>(kWrites - 1));
+}
+
+// A parked request keeps the session open: DISC waits for its reply.
+TEST_F(AsyncCompletionTest, DiscWaitsForParkedCompletions) {
+  ExpectDiscWaitsForTheWriteInFlight(
+      *client_, [&] { return dev_.WaitForParked(1); },
+      [&] { dev_.CompleteAllFromAnotherThread(); });
 }
 
 // A READ's buffer counts against the byte budget until its reply is sent;

@@ -1,0 +1,40 @@
+// CompletionBatch: lets a thread that completes many requests in one go
+// coalesce what each completion would otherwise do on its own.
+//
+// The replicator's ack receiver finishes every synchronous write a batch ack
+// covers (often 30 at once); each finish queues an NBD reply. Sent one by
+// one that is 30 sendmsg calls where one would do. Inside a batch, a
+// completion defers such work with Defer(); the outermost batch runs what was
+// deferred when it ends, on the same thread, in the order deferred.
+//
+// Owned by one thread: a batch lives on the stack of the thread that made it
+// and sees only Defer() calls made on that thread.
+#pragma once
+
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+
+namespace blockrepl {
+
+class CompletionBatch {
+ public:
+  CompletionBatch();
+  // Runs the deferred work (the outermost batch only; an inner one leaves it
+  // to the outer).
+  ~CompletionBatch();
+  CompletionBatch(const CompletionBatch&) = delete;
+  CompletionBatch& operator=(const CompletionBatch&) = delete;
+
+  // True while a batch is open on this thread.
+  static bool Active();
+  // Queues `work` for the end of this thread's outermost batch. Requires
+  // Active(). Work run at the end may defer more; it runs in the same pass.
+  static void Defer(absl::AnyInvocable<void() &&> work);
+
+ private:
+  CompletionBatch* const outer_;  // the batch open before this one, if any
+  std::vector<absl::AnyInvocable<void() &&>> deferred_;  // outermost batch only
+};
+
+}  // namespace blockrepl
