@@ -18,6 +18,9 @@ namespace {
 
 bool HasPayload(uint16_t type) { return type == kCmdWrite; }
 bool UsesBuffer(uint16_t type) { return type == kCmdRead || type == kCmdWrite; }
+bool IsModifying(uint16_t type) {
+  return type == kCmdWrite || type == kCmdTrim || type == kCmdWriteZeroes;
+}
 
 }  // namespace
 
@@ -73,6 +76,7 @@ void Session::Run() {
 }
 
 void Session::Transmission(const Export& e) {
+  bool previous_alone = false;
   while (true) {
     char header[kRequestHeaderSize];
     absl::Status s = ReadFull(fd_, absl::MakeSpan(header));
@@ -120,7 +124,8 @@ void Session::Transmission(const Export& e) {
     }
 
     uint64_t buffered = UsesBuffer(req->type) ? req->length : 0;
-    if (!Admit(buffered)) return;
+    bool alone = false;
+    if (!Admit(buffered, &alone)) return;
     if (HasPayload(req->type)) {
       req->data = Payload::ForOverwrite(req->length);
       s = ReadFull(fd_, req->data.span());
@@ -135,7 +140,21 @@ void Session::Transmission(const Export& e) {
       }
     }
     req->received = std::chrono::steady_clock::now();
-    pool_->Submit([this, &e, req = std::move(req)]() mutable { Execute(e, std::move(req)); });
+    // A client at queue depth 1 gets its writes run on this thread: handing
+    // one to a worker costs a wake-up per request, the largest single cost
+    // of a small write on a shared VM (docs/PERFORMANCE.md, round 5). Queue
+    // depth 1 means: nothing else of this connection in flight, for this
+    // request and the one before (at QD 32 the queue runs dry now and then,
+    // and running a refill's first write here stalls the rest: -17%), and
+    // no next request waiting in the socket (pipelined requests, FUA ones
+    // above all, must reach the workers in parallel, not one by one here).
+    const bool queue_depth_one = alone && previous_alone && !HasPendingInput(fd_);
+    previous_alone = alone;
+    if (queue_depth_one && IsModifying(req->type)) {
+      Execute(e, std::move(req));
+    } else {
+      pool_->Submit([this, &e, req = std::move(req)]() mutable { Execute(e, std::move(req)); });
+    }
   }
 }
 
@@ -164,7 +183,7 @@ uint32_t Session::Validate(const Export& e, const Request& r) const {
   return 0;
 }
 
-bool Session::Admit(uint64_t buffered_bytes) {
+bool Session::Admit(uint64_t buffered_bytes, bool* alone) {
   struct Args {
     Session* s;
     uint64_t need;
@@ -181,6 +200,7 @@ bool Session::Admit(uint64_t buffered_bytes) {
       },
       &args));
   if (stopping_) return false;
+  *alone = in_flight_ == 0;
   ++in_flight_;
   buffered_bytes_ += buffered_bytes;
   return true;

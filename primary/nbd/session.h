@@ -67,8 +67,9 @@ class Session {
   // NBD error (0 if valid) for a request's type, flags and range.
   uint32_t Validate(const Export& e, const Request& r) const;
   // Blocks until the request fits under the per-connection limits and then
-  // accounts for it. False if the session is shutting down.
-  bool Admit(uint64_t buffered_bytes);
+  // accounts for it. False if the session is shutting down. `*alone`: no
+  // other request of this connection was in flight.
+  bool Admit(uint64_t buffered_bytes, bool* alone);
   // Starts the device call; Finish() runs when it completes (for a
   // modifying request possibly later, on another thread).
   void Execute(const Export& e, std::shared_ptr<Request> r);

@@ -2,7 +2,10 @@
 // device calls it makes, error mapping, concurrency and backpressure.
 #include "primary/nbd/session.h"
 
+#include <pthread.h>
+
 #include <chrono>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -445,6 +448,72 @@ TEST_F(AsyncCompletionTest, DiscWaitsForParkedCompletions) {
   ExpectDiscWaitsForTheWriteInFlight(
       *client_, [&] { return dev_.WaitForParked(1); },
       [&] { dev_.CompleteAllFromAnotherThread(); });
+}
+
+// Records which thread ran each write (by offset).
+class ThreadRecordingDevice : public MemBlockDevice {
+ public:
+  ThreadRecordingDevice() : MemBlockDevice(kDevSize) {}
+  absl::Status Write(uint64_t offset, absl::Span<const char> data, bool fua) override {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    {
+      absl::MutexLock lock(&mu_);
+      thread_of_[offset] = name;
+    }
+    return MemBlockDevice::Write(offset, data, fua);
+  }
+  std::string ThreadOf(uint64_t offset) {
+    absl::MutexLock lock(&mu_);
+    return thread_of_[offset];
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<uint64_t, std::string> thread_of_ ABSL_GUARDED_BY(mu_);
+};
+
+// At queue depth 1 the session's reader runs writes itself (no hand-off to
+// a worker); requests already waiting behind one go to the workers.
+TEST(QueueDepthOneTest, LoneWritesRunOnTheReaderPipelinedOnesOnWorkers) {
+  ThreadRecordingDevice dev;
+  std::unique_ptr<NbdServer> server;
+  std::unique_ptr<TestClient> client;
+  ASSERT_NO_FATAL_FAILURE(StartServerAndClient(&dev, ServerOptions(), &server, &client));
+  constexpr uint64_t kSequential = 4;
+  for (uint64_t i = 0; i < kSequential; ++i) {
+    auto error = client->Write(i * 512, std::string(512, 's'));
+    ASSERT_TRUE(error.ok() && *error == 0);
+  }
+  // The first has no history of being alone; the rest are queue depth 1.
+  EXPECT_EQ(dev.ThreadOf(0), "nbd-worker");
+  for (uint64_t i = 1; i < kSequential; ++i) EXPECT_EQ(dev.ThreadOf(i * 512), "nbd-session");
+
+  // Eight writes in one send: all but the last find the next one waiting.
+  constexpr int kPipelined = 8;
+  constexpr uint64_t kBase = 64 << 10;
+  std::string burst;
+  for (int i = 0; i < kPipelined; ++i) {
+    char header[kRequestHeaderSize];
+    PutU32(header, kRequestMagic);
+    PutU16(header + 4, 0);
+    PutU16(header + 6, kCmdWrite);
+    PutU64(header + 8, 100 + i);
+    PutU64(header + 16, kBase + i * 512);
+    PutU32(header + 24, 512);
+    burst.append(header, sizeof(header));
+    burst.append(512, 'p');
+  }
+  ASSERT_TRUE(client->SendRaw(burst).ok());
+  for (int i = 0; i < kPipelined; ++i) {
+    auto reply = client->ReadReply();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->error, 0u);
+  }
+  for (int i = 0; i < kPipelined - 1; ++i) {
+    EXPECT_EQ(dev.ThreadOf(kBase + i * 512), "nbd-worker") << "write " << i;
+  }
+  EXPECT_EQ(dev.Contents().substr(kBase, kPipelined * 512), std::string(kPipelined * 512, 'p'));
 }
 
 // A READ's buffer counts against the byte budget until its reply is sent;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,6 +85,11 @@ absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
 absl::Status WriteFull(int fd, std::string_view data) {
   struct iovec iov = {const_cast<char*>(data.data()), data.size()};
   return WriteFullv(fd, &iov, 1);
+}
+
+bool HasPendingInput(int fd) {
+  int pending = 0;
+  return ioctl(fd, FIONREAD, &pending) == 0 && pending > 0;
 }
 
 bool IsCleanEof(const absl::Status& status) {

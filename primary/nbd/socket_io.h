@@ -29,6 +29,10 @@ absl::Status Discard(int fd, uint64_t length);
 absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt);
 absl::Status WriteFull(int fd, std::string_view data);
 
+// True if bytes the peer sent are waiting to be read (FIONREAD), i.e. the
+// client has sent its next request already. False on error.
+bool HasPendingInput(int fd);
+
 // True if `status` came from ReadFull hitting a clean end of stream.
 bool IsCleanEof(const absl::Status& status);
 
