@@ -133,6 +133,7 @@ void Session::Transmission(const Export& e) {
         if (!stop_requested_.load(std::memory_order_relaxed)) {
           Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
         }
+        unanswered_.fetch_sub(1, std::memory_order_acq_rel);
         absl::MutexLock lock(&mu_);
         --in_flight_;
         buffered_bytes_ -= buffered;
@@ -200,7 +201,7 @@ bool Session::Admit(uint64_t buffered_bytes, bool* alone) {
       },
       &args));
   if (stopping_) return false;
-  *alone = in_flight_ == 0;
+  *alone = unanswered_.fetch_add(1, std::memory_order_acq_rel) == 0;
   ++in_flight_;
   buffered_bytes_ += buffered_bytes;
   return true;
@@ -257,6 +258,7 @@ void Session::Finish(const Export& e, Request& r, const absl::Status& status,
   // in full before replying, so the error is always expressible. A READ's
   // data goes with its reply, which releases its buffered bytes once sent.
   uint64_t release_bytes = r.type == kCmdWrite ? r.length : 0;
+  unanswered_.fetch_sub(1, std::memory_order_acq_rel);
   if (error == 0 && r.type == kCmdRead) {
     SendReply(r.cookie, error, std::move(read_buffer), r.length);
   } else {

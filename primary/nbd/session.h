@@ -67,8 +67,8 @@ class Session {
   // NBD error (0 if valid) for a request's type, flags and range.
   uint32_t Validate(const Export& e, const Request& r) const;
   // Blocks until the request fits under the per-connection limits and then
-  // accounts for it. False if the session is shutting down. `*alone`: no
-  // other request of this connection was in flight.
+  // accounts for it. False if the session is shutting down. `*alone`: every
+  // other request of this connection had its reply queued already.
   bool Admit(uint64_t buffered_bytes, bool* alone);
   // Starts the device call; Finish() runs when it completes (for a
   // modifying request possibly later, on another thread).
@@ -103,6 +103,11 @@ class Session {
   Stats* const stats_;
 
   std::atomic<bool> done_{false};
+  // Admitted requests whose reply is not queued yet: the queue depth the
+  // client sees. Dropped before the reply goes out (in_flight_ only after
+  // it), so a client at queue depth 1 never finds its previous request
+  // still counted.
+  std::atomic<int> unanswered_{0};
   std::atomic<bool> logged_device_error_{false};
   // Mirrors stopping_ for the logging decisions that must not take mu_.
   std::atomic<bool> stop_requested_{false};
