@@ -110,49 +110,53 @@ absl::Status ReplicatingVolume::Write(uint64_t offset, absl::Span<const char> da
   return WriteOwned(offset, Payload::CopyOf({data.data(), data.size()}), fua);
 }
 
-absl::Status ReplicatingVolume::WriteOwned(uint64_t offset, Payload data, bool fua) {
+absl::StatusOr<ReplicatingVolume::AckToAwait> ReplicatingVolume::ModifyWrite(
+    uint64_t offset, Payload data, bool fua) {
   const uint64_t length = data.size();
-  return AwaitAck(Modify(Op::WRITE, offset, length, std::move(data), fua, [&](const Payload& payload) {
+  return Modify(Op::WRITE, offset, length, std::move(data), fua, [&](const Payload& payload) {
     return local_->Write(offset, payload.span(), fua);
-  }));
+  });
 }
 
-void ReplicatingVolume::WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) {
-  const uint64_t length = data.size();
-  CompleteOnAck(Modify(Op::WRITE, offset, length, std::move(data), fua,
-                       [&](const Payload& payload) {
-                         return local_->Write(offset, payload.span(), fua);
-                       }),
-                std::move(done));
-}
-
-absl::Status ReplicatingVolume::Trim(uint64_t offset, uint64_t length, bool fua) {
-  return AwaitAck(Modify(Op::TRIM, offset, length, Payload(), fua,
-                         [&](const Payload&) { return local_->Trim(offset, length, fua); }));
-}
-
-void ReplicatingVolume::TrimAsync(uint64_t offset, uint64_t length, bool fua, Done done) {
-  CompleteOnAck(Modify(Op::TRIM, offset, length, Payload(), fua,
-                       [&](const Payload&) { return local_->Trim(offset, length, fua); }),
-                std::move(done));
+absl::StatusOr<ReplicatingVolume::AckToAwait> ReplicatingVolume::ModifyTrim(
+    uint64_t offset, uint64_t length, bool fua) {
+  return Modify(Op::TRIM, offset, length, Payload(), fua,
+                [&](const Payload&) { return local_->Trim(offset, length, fua); });
 }
 
 // The secondary always punches or zeroes the same way (see applier), so
 // both stores read back zeroes whatever `may_trim` chose here.
+absl::StatusOr<ReplicatingVolume::AckToAwait> ReplicatingVolume::ModifyZeroes(
+    uint64_t offset, uint64_t length, bool may_trim, bool fua) {
+  return Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua, [&](const Payload&) {
+    return local_->WriteZeroes(offset, length, may_trim, fua);
+  });
+}
+
+absl::Status ReplicatingVolume::WriteOwned(uint64_t offset, Payload data, bool fua) {
+  return AwaitAck(ModifyWrite(offset, std::move(data), fua));
+}
+
+void ReplicatingVolume::WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) {
+  CompleteOnAck(ModifyWrite(offset, std::move(data), fua), std::move(done));
+}
+
+absl::Status ReplicatingVolume::Trim(uint64_t offset, uint64_t length, bool fua) {
+  return AwaitAck(ModifyTrim(offset, length, fua));
+}
+
+void ReplicatingVolume::TrimAsync(uint64_t offset, uint64_t length, bool fua, Done done) {
+  CompleteOnAck(ModifyTrim(offset, length, fua), std::move(done));
+}
+
 absl::Status ReplicatingVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                                             bool fua) {
-  return AwaitAck(Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua, [&](const Payload&) {
-    return local_->WriteZeroes(offset, length, may_trim, fua);
-  }));
+  return AwaitAck(ModifyZeroes(offset, length, may_trim, fua));
 }
 
 void ReplicatingVolume::WriteZeroesAsync(uint64_t offset, uint64_t length, bool may_trim,
                                          bool fua, Done done) {
-  CompleteOnAck(Modify(Op::WRITE_ZEROES, offset, length, Payload(), fua,
-                       [&](const Payload&) {
-                         return local_->WriteZeroes(offset, length, may_trim, fua);
-                       }),
-                std::move(done));
+  CompleteOnAck(ModifyZeroes(offset, length, may_trim, fua), std::move(done));
 }
 
 absl::Status ReplicatingVolume::Flush() {

@@ -74,6 +74,11 @@ class ReplicatingVolume : public BlockDevice {
   template <typename LocalOp>
   absl::StatusOr<AckToAwait> Modify(replication::Op::Kind kind, uint64_t offset, uint64_t length,
                                     Payload payload, bool fua, LocalOp local_op);
+  // Steps 1-4 for each kind of op (the sync and async forms share them).
+  absl::StatusOr<AckToAwait> ModifyWrite(uint64_t offset, Payload data, bool fua);
+  absl::StatusOr<AckToAwait> ModifyTrim(uint64_t offset, uint64_t length, bool fua);
+  absl::StatusOr<AckToAwait> ModifyZeroes(uint64_t offset, uint64_t length, bool may_trim,
+                                          bool fua);
   // Step 5, blocking or through `done`.
   absl::Status AwaitAck(absl::StatusOr<AckToAwait> ack);
   void CompleteOnAck(absl::StatusOr<AckToAwait> ack, Done done);
