@@ -299,36 +299,50 @@ void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]>
       ++in_flight_;
     }
     CompletionBatch::Defer([this] {
-      SendQueuedReplies();
+      // A completion thread (the replicator's ack receiver) must not wait
+      // for a client that does not read its replies: it sends what the
+      // socket takes now, and a worker finishes the rest.
+      if (!SendQueuedReplies(/*dont_wait=*/true)) {
+        pool_->Submit([this] {
+          SendQueuedReplies(/*dont_wait=*/false);
+          absl::MutexLock lock(&mu_);
+          --in_flight_;
+        });
+        return;
+      }
       absl::MutexLock lock(&mu_);
       --in_flight_;
     });
     return;
   }
-  SendQueuedReplies();
+  SendQueuedReplies(/*dont_wait=*/false);
 }
 
-void Session::SendQueuedReplies() {
-  std::vector<PendingReply> batch;
+bool Session::SendQueuedReplies(bool dont_wait) {
   // Send until nothing is left: replies queued while a batch was on its
   // way go in the next one. The requests of queued replies may have left
   // in_flight_ already, ours has not: Run() cannot close the socket meanwhile.
   while (true) {
     bool broken;
-    {
+    if (unsent_.empty()) {
       absl::MutexLock lock(&write_mu_);
-      batch.clear();
       if (replies_.empty()) {
         sending_ = false;
-        return;
+        return true;
       }
-      batch.swap(replies_);
+      unsent_.swap(replies_);
+      unsent_offset_ = 0;
+      broken = broken_;
+    } else {
+      absl::MutexLock lock(&write_mu_);
       broken = broken_;
     }
     // After a failed send the rest are dropped: the client sees the connection close.
-    const bool sent = !broken && SendBatch(batch);
+    const bool sent = !broken && SendBatch(unsent_, dont_wait, &unsent_offset_);
+    if (sent && unsent_offset_ < BatchBytes(unsent_)) return false;  // the socket is full
     uint64_t read_bytes = 0;
-    for (const PendingReply& reply : batch) read_bytes += reply.length;
+    for (const PendingReply& reply : unsent_) read_bytes += reply.length;
+    unsent_.clear();
     if (read_bytes != 0) {
       absl::MutexLock lock(&mu_);
       buffered_bytes_ -= read_bytes;
@@ -340,27 +354,55 @@ void Session::SendQueuedReplies() {
   }
 }
 
-bool Session::SendBatch(std::vector<PendingReply>& batch) {
+uint64_t Session::BatchBytes(const std::vector<PendingReply>& batch) {
+  uint64_t bytes = 0;
+  for (const PendingReply& reply : batch) bytes += kSimpleReplySize + reply.length;
+  return bytes;
+}
+
+bool Session::SendBatch(std::vector<PendingReply>& batch, bool dont_wait, uint64_t* offset) {
   // sendmsg takes at most IOV_MAX (1024) pieces: two per reply. Inline room
   // for a queue depth of 32 keeps the common case off the heap.
   constexpr size_t kRepliesPerCall = 512;
   absl::InlinedVector<struct iovec, 64> iov;
+  uint64_t start = 0;  // batch offset of the first reply of this call
   for (size_t first = 0; first < batch.size(); first += kRepliesPerCall) {
     iov.clear();
+    uint64_t skip = *offset > start ? *offset - start : 0;  // already on the wire
+    auto add = [&](char* data, uint64_t length) {
+      start += length;
+      if (skip >= length) {
+        skip -= length;
+        return;
+      }
+      iov.push_back({data + skip, length - skip});
+      skip = 0;
+    };
     for (size_t i = first; i < std::min(batch.size(), first + kRepliesPerCall); ++i) {
-      iov.push_back({batch[i].header, kSimpleReplySize});
-      if (batch[i].length != 0) iov.push_back({batch[i].data.get(), batch[i].length});
+      add(batch[i].header, kSimpleReplySize);
+      if (batch[i].length != 0) add(batch[i].data.get(), batch[i].length);
     }
-    absl::Status s = WriteFullv(fd_, iov.data(), static_cast<int>(iov.size()));
-    if (!s.ok()) {
+    if (iov.empty()) continue;
+    uint64_t length = 0;
+    for (const iovec& piece : iov) length += piece.iov_len;
+    absl::StatusOr<uint64_t> sent = length;
+    if (dont_wait) {
+      sent = WriteSomev(fd_, iov.data(), static_cast<int>(iov.size()));
+    } else if (absl::Status s = WriteFullv(fd_, iov.data(), static_cast<int>(iov.size()));
+               !s.ok()) {
+      sent = s;
+    }
+    if (!sent.ok()) {
       if (!stop_requested_.load(std::memory_order_relaxed)) {
-        Log(absl::StrCat("sending reply: ", s.message(), ", closing"));
+        Log(absl::StrCat("sending reply: ", sent.status().message(), ", closing"));
       }
       // Wake the reader: nothing more can be answered on this connection.
       // fd_ is still open: Run() closes it only after in_flight_ drops to 0.
       shutdown(fd_, SHUT_RDWR);
       return false;
     }
+    *offset = start - length + *sent;
+    if (*offset < start) return true;  // dont_wait, and the socket is full
   }
   return true;
 }

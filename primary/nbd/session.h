@@ -85,11 +85,17 @@ class Session {
   // The READ's `length` stays counted in buffered_bytes_ until it is sent.
   void SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]> data = nullptr,
                  uint32_t length = 0);
-  // Sends queued replies until none is left; requires sending_ taken.
-  void SendQueuedReplies();
-  // One batch of queued replies on the wire; false if the socket failed.
+  // Sends queued replies until none is left, then gives up sending_ (which
+  // the caller holds) and returns true. With `dont_wait`, returns false
+  // instead of waiting for a full socket, keeping sending_ and what is left
+  // in unsent_ for the next call.
+  bool SendQueuedReplies(bool dont_wait);
+  // Puts `batch` on the wire from byte `*offset` on and advances it; with
+  // `dont_wait` only as far as the socket takes now. False if the socket
+  // failed.
   struct PendingReply;
-  bool SendBatch(std::vector<PendingReply>& batch);
+  bool SendBatch(std::vector<PendingReply>& batch, bool dont_wait, uint64_t* offset);
+  static uint64_t BatchBytes(const std::vector<PendingReply>& batch);
   void Log(std::string_view message);
   // Where request counters of export `e` go.
   Stats* StatsFor(const Export& e) const { return e.stats != nullptr ? e.stats : stats_; }
@@ -123,6 +129,10 @@ class Session {
   std::vector<PendingReply> replies_ ABSL_GUARDED_BY(write_mu_);
   bool sending_ ABSL_GUARDED_BY(write_mu_) = false;
   bool broken_ ABSL_GUARDED_BY(write_mu_) = false;  // a send failed; drop the rest
+  // Owned by the thread holding sending_: a batch taken off replies_ and
+  // sent up to unsent_offset_ bytes (a completion thread left the rest).
+  std::vector<PendingReply> unsent_;
+  uint64_t unsent_offset_ = 0;
 
   // State below is protected by mu_.
   absl::Mutex mu_;

@@ -3,6 +3,7 @@
 #include "primary/nbd/session.h"
 
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <map>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/synchronization/notification.h"
 #include "absl/synchronization/mutex.h"
 #include "common/completion_batch.h"
 #include "common/mem_block_device.h"
@@ -448,6 +450,53 @@ TEST_F(AsyncCompletionTest, DiscWaitsForParkedCompletions) {
   ExpectDiscWaitsForTheWriteInFlight(
       *client_, [&] { return dev_.WaitForParked(1); },
       [&] { dev_.CompleteAllFromAnotherThread(); });
+}
+
+// A completion thread (the replicator's ack receiver) never waits for a
+// client that does not read: when the socket is full, it leaves the reply
+// to a worker and returns. The session runs on one end of a socketpair
+// whose send buffer the test fills itself.
+TEST(CompletionThreadTest, AFullSocketDoesNotBlockTheCompletionThread) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ParkingDevice dev;
+  Stats stats;
+  WorkerPool pool(2);
+  ServerOptions options;
+  std::vector<Export> exports = {{"vol", "", &dev}};
+  Session session(sv[0], "test", exports, options, &pool, &stats);
+  std::thread runner([&] { session.Run(); });
+  TestClient client = TestClient::Adopt(sv[1]);
+  ASSERT_TRUE(client.Handshake("vol").ok());
+  ASSERT_TRUE(client.SendRequest(kCmdWrite, 0, 9, 0, 4, "abcd").ok());
+  ASSERT_TRUE(dev.WaitForParked(1));
+
+  // The session's socket is full: nothing the server sends now fits.
+  const std::string filler(4096, 'f');
+  uint64_t filled = 0;
+  while (true) {
+    ssize_t n = send(sv[0], filler.data(), filler.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) break;
+    filled += static_cast<uint64_t>(n);
+  }
+  ASSERT_GT(filled, 0u);
+  absl::Notification completed;
+  std::thread completer([&] {
+    dev.CompleteAllFromAnotherThread();
+    completed.Notify();
+  });
+  EXPECT_TRUE(completed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+
+  // Once the client reads, the reply follows the filler, whole.
+  auto skipped = client.ReadBytes(filled);
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  auto reply = client.ReadReply();
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->cookie, 9u);
+  EXPECT_EQ(reply->error, 0u);
+  completer.join();
+  ASSERT_TRUE(client.SendRequest(kCmdDisc, 0, 10, 0, 0).ok());
+  runner.join();
 }
 
 // Records which thread ran each write (by offset).

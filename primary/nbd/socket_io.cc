@@ -52,7 +52,12 @@ absl::Status Discard(int fd, uint64_t length) {
   return absl::OkStatus();
 }
 
-absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
+namespace {
+
+// Writes every byte (or, with `dont_wait`, what the socket takes now);
+// returns how many bytes went out.
+absl::StatusOr<uint64_t> WriteIov(int fd, struct iovec* iov, int iovcnt, bool dont_wait) {
+  uint64_t written = 0;
   while (iovcnt > 0) {
     if (iov->iov_len == 0) {
       ++iov;
@@ -62,11 +67,13 @@ absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
     struct msghdr msg = {};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
-    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | (dont_wait ? MSG_DONTWAIT : 0));
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (dont_wait && (errno == EAGAIN || errno == EWOULDBLOCK)) return written;
       return PosixError("send");
     }
+    written += static_cast<uint64_t>(n);
     size_t left = static_cast<size_t>(n);
     while (left > 0 && iovcnt > 0) {
       size_t take = std::min(left, iov->iov_len);
@@ -79,7 +86,17 @@ absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
       }
     }
   }
-  return absl::OkStatus();
+  return written;
+}
+
+}  // namespace
+
+absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
+  return WriteIov(fd, iov, iovcnt, /*dont_wait=*/false).status();
+}
+
+absl::StatusOr<uint64_t> WriteSomev(int fd, struct iovec* iov, int iovcnt) {
+  return WriteIov(fd, iov, iovcnt, /*dont_wait=*/true);
 }
 
 absl::Status WriteFull(int fd, std::string_view data) {

@@ -35,6 +35,8 @@ class TestClient {
  public:
   // `address` is "HOST:PORT" or a unix socket path (contains '/').
   static absl::StatusOr<TestClient> Connect(const std::string& address);
+  // A client on an already connected socket (e.g. one end of a socketpair).
+  static TestClient Adopt(int fd) { return TestClient(fd); }
   TestClient(TestClient&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
   TestClient& operator=(TestClient&&) = delete;
   ~TestClient();
