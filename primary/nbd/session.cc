@@ -338,8 +338,10 @@ bool Session::SendQueuedReplies(bool dont_wait) {
       broken = broken_;
     }
     // After a failed send the rest are dropped: the client sees the connection close.
-    const bool sent = !broken && SendBatch(unsent_, dont_wait, &unsent_offset_);
-    if (sent && unsent_offset_ < BatchBytes(unsent_)) return false;  // the socket is full
+    const SendResult result =
+        broken ? SendResult::kFailed : SendBatch(unsent_, dont_wait, &unsent_offset_);
+    if (result == SendResult::kSocketFull) return false;
+    const bool sent = result == SendResult::kSent;
     uint64_t read_bytes = 0;
     for (const PendingReply& reply : unsent_) read_bytes += reply.length;
     unsent_.clear();
@@ -354,13 +356,8 @@ bool Session::SendQueuedReplies(bool dont_wait) {
   }
 }
 
-uint64_t Session::BatchBytes(const std::vector<PendingReply>& batch) {
-  uint64_t bytes = 0;
-  for (const PendingReply& reply : batch) bytes += kSimpleReplySize + reply.length;
-  return bytes;
-}
-
-bool Session::SendBatch(std::vector<PendingReply>& batch, bool dont_wait, uint64_t* offset) {
+Session::SendResult Session::SendBatch(std::vector<PendingReply>& batch, bool dont_wait,
+                                       uint64_t* offset) {
   // sendmsg takes at most IOV_MAX (1024) pieces: two per reply. Inline room
   // for a queue depth of 32 keeps the common case off the heap.
   constexpr size_t kRepliesPerCall = 512;
@@ -399,12 +396,12 @@ bool Session::SendBatch(std::vector<PendingReply>& batch, bool dont_wait, uint64
       // Wake the reader: nothing more can be answered on this connection.
       // fd_ is still open: Run() closes it only after in_flight_ drops to 0.
       shutdown(fd_, SHUT_RDWR);
-      return false;
+      return SendResult::kFailed;
     }
     *offset = start - length + *sent;
-    if (*offset < start) return true;  // dont_wait, and the socket is full
+    if (*offset < start) return SendResult::kSocketFull;  // only with dont_wait
   }
-  return true;
+  return SendResult::kSent;
 }
 
 }  // namespace blockrepl::nbd

@@ -91,11 +91,11 @@ class Session {
   // in unsent_ for the next call.
   bool SendQueuedReplies(bool dont_wait);
   // Puts `batch` on the wire from byte `*offset` on and advances it; with
-  // `dont_wait` only as far as the socket takes now. False if the socket
-  // failed.
+  // `dont_wait` only as far as the socket takes now (kSocketFull if that
+  // was not all of it).
   struct PendingReply;
-  bool SendBatch(std::vector<PendingReply>& batch, bool dont_wait, uint64_t* offset);
-  static uint64_t BatchBytes(const std::vector<PendingReply>& batch);
+  enum class SendResult { kSent, kSocketFull, kFailed };
+  SendResult SendBatch(std::vector<PendingReply>& batch, bool dont_wait, uint64_t* offset);
   void Log(std::string_view message);
   // Where request counters of export `e` go.
   Stats* StatsFor(const Export& e) const { return e.stats != nullptr ? e.stats : stats_; }
