@@ -1,6 +1,7 @@
 #include "common/process.h"
 
 #include <malloc.h>
+#include <stdlib.h>
 
 #include "absl/synchronization/mutex.h"
 #include <signal.h>
@@ -50,6 +51,10 @@ void TuneAllocator() {
   // peak RSS (107 -> 300 MiB at 1 MiB writes). Two arenas: 50 MiB, no loss of
   // throughput measured (docs/PERFORMANCE.md).
   mallopt(M_ARENA_MAX, 2);
+}
+
+void ChooseGrpcPoller() {
+  setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
 }
 
 }  // namespace blockrepl

@@ -43,6 +43,7 @@ struct Agent {
 };
 
 int Run(int argc, char** argv) {
+  ChooseGrpcPoller();  // before any gRPC object
   PrimaryAgentOptions options;
   if (int code = ParsePrimaryCommandLine(argc, argv, &options); code >= 0) return code;
 

@@ -50,6 +50,7 @@ std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
 }
 
 int Run(int argc, char** argv) {
+  ChooseGrpcPoller();  // before any gRPC object
   SecondaryAgentOptions options;
   if (int code = ParseSecondaryCommandLine(argc, argv, &options); code >= 0) return code;
 
