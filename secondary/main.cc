@@ -28,13 +28,16 @@
 namespace blockrepl {
 namespace {
 
+// `service` serves its streams from `*cq` (made here) until service->Stop().
 std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
                                                      const TlsOptions& tls, double peer_timeout_s,
-                                                     ReplicaService* service) {
+                                                     ReplicaService* service,
+                                                     std::unique_ptr<grpc::ServerCompletionQueue>* cq) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen, MakeServerCredentials(tls), &bound_port);
   builder.RegisterService(service);
+  *cq = builder.AddCompletionQueue();
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
@@ -46,6 +49,7 @@ std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, third_ms);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) return nullptr;
+  service->Start(cq->get());
   return server;
 }
 
@@ -102,8 +106,9 @@ int Run(int argc, char** argv) {
     }
   }
   ReplicaService service(appliers, peer_names);
+  std::unique_ptr<grpc::ServerCompletionQueue> cq;
   std::unique_ptr<grpc::Server> server =
-      StartReplicationServer(options.listen, options.tls, options.peer_timeout_s, &service);
+      StartReplicationServer(options.listen, options.tls, options.peer_timeout_s, &service, &cq);
   if (server == nullptr) {
     LogError("cannot listen for replication on ", options.listen);
     return 1;
@@ -112,6 +117,7 @@ int Run(int argc, char** argv) {
     service.CancelAll();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server->Wait();
+    service.Stop();  // after the server: drains the streams' queue
   };
   SecondaryAdmin admin_handler(admin_volumes, &service);
   auto admin = AdminServer::Start(options.admin_socket, &admin_handler);

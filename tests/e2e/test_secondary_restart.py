@@ -11,6 +11,10 @@ must be equal.
 
 Part 2: the same with the replication link cut (a WAN proxy killed, then restored) instead of a
 killed secondary.
+
+Part 3: the same with the secondary stopped by SIGTERM mid-load: it must exit 0 while a primary
+streams batches at it (its streams are cancelled, each on its way out before the polling queue
+closes) and resync exactly as after a kill.
 """
 import os
 import sys
@@ -69,26 +73,37 @@ def run_part(case, label, break_link, heal_link, prim, sec):
     H.assert_same_files(prim.store, sec.store)
 
 
-def body(case):
-    H.require_nbd_module()
-    # Part 1: kill -9 the secondary, restart it.
-    sec = case.secondary(volume="rs", size=SIZE)
-    prim = case.primary(sec.port, volume="rs", size=SIZE, bitmap="memory,65536,5",
-                        assume_clean=True)
-    run_part(case, "kill -9 secondary", sec.kill9, lambda: sec.restart(), prim, sec)
+def start_pair(case, volume, wan_ms=None):
+    """A secondary and a primary replicating to it (through a WAN proxy if wan_ms is set)."""
+    sec = case.secondary(volume=volume, size=SIZE)
+    wan = H.Wan(wan_ms, sec.port) if wan_ms is not None else None
+    prim = case.primary(wan.port if wan else sec.port, volume=volume, size=SIZE,
+                        bitmap="memory,65536,5", assume_clean=True)
+    return prim, sec, wan
+
+
+def stop_pair(prim, sec):
     prim.stop()
     sec.stop()
     H.assert_same_files(prim.store, sec.store)
 
+
+def body(case):
+    H.require_nbd_module()
+    # Part 1: kill -9 the secondary, restart it.
+    prim, sec, _ = start_pair(case, "rs")
+    run_part(case, "kill -9 secondary", sec.kill9, lambda: sec.restart(), prim, sec)
+    stop_pair(prim, sec)
+
     # Part 2: cut the link (WAN proxy, 1 ms each way), restore it.
-    sec = case.secondary(volume="cut", size=SIZE)
-    wan = H.Wan(1, sec.port)
-    prim = case.primary(wan.port, volume="cut", size=SIZE, bitmap="memory,65536,5",
-                        assume_clean=True)
+    prim, sec, wan = start_pair(case, "cut", wan_ms=1)
     run_part(case, "link cut", wan.cut, wan.restore, prim, sec)
-    prim.stop()
-    sec.stop()
-    H.assert_same_files(prim.store, sec.store)
+    stop_pair(prim, sec)
+
+    # Part 3: stop the secondary cleanly (SIGTERM, exit 0 checked) mid-load, restart it.
+    prim, sec, _ = start_pair(case, "term")
+    run_part(case, "SIGTERM secondary", sec.stop, lambda: sec.restart(), prim, sec)
+    stop_pair(prim, sec)
 
 
 if __name__ == "__main__":
