@@ -31,6 +31,7 @@ void ReplicaService::Start(grpc::ServerCompletionQueue* cq) {
   new ReplicaStream(this, cq_);  // waits for the first primary
   poller_ = std::thread([this] {
     NameThisThread("repl-stream");
+    ReplicaStream::MarkThisThreadThePoller();
     void* tag;
     bool ok;
     while (cq_->Next(&tag, &ok)) {

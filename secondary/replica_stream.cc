@@ -35,10 +35,16 @@ void ReplicaStream::OnEvent(Tag::Kind kind, bool ok) {
     case Tag::kWritten:
       OnWriteDone(ok);
       break;
+    case Tag::kKicked: {
+      absl::MutexLock lock(&mu_);
+      kick_pending_ = false;
+      break;
+    }
     case Tag::kFinished:
     case Tag::kDone:
       break;
   }
+  if (kind == Tag::kKicked) Pump();
   OperationReturned();
 }
 
@@ -70,7 +76,22 @@ void ReplicaStream::OnReadDone(bool ok) {
     return;
   }
   if (applier != nullptr) {
-    if (ApplyReceived()) ReadNext();
+    if (!DecodeReceived()) return;
+    if (WaitsForTheDisk(batch_)) {
+      // An fdatasync may take seconds: not on the thread every stream of
+      // this secondary is polled by. The next read starts after it, so
+      // the stream's order holds.
+      {
+        absl::MutexLock lock(&mu_);
+        operations_++;  // the apply, returned at its end
+      }
+      std::thread([this] {
+        if (ApplyDecoded()) ReadNext();
+        OperationReturned();
+      }).detach();
+      return;
+    }
+    if (ApplyDecoded()) ReadNext();
     return;
   }
   replication::Hello hello;
@@ -111,7 +132,43 @@ void ReplicaStream::Admit(replication::Hello hello) {
   OperationReturned();  // may delete `this`
 }
 
-bool ReplicaStream::ApplyReceived() {
+bool ReplicaStream::DecodeReceived() {
+  replication::Hello another_hello;
+  bool is_hello = false;
+  absl::Status status = DecodePrimaryMessage(received_, &another_hello, &batch_, &is_hello);
+  if (status.ok() && is_hello) {
+    status = absl::InvalidArgumentError("unexpected Hello after the handshake");
+  }
+  if (status.ok()) return true;
+  std::string volume;
+  {
+    absl::MutexLock lock(&mu_);
+    volume = volume_;
+  }
+  LogError("volume '", volume, "': ", status.message());
+  End(grpc::Status(grpc::INVALID_ARGUMENT, std::string(status.message())),
+      std::string(status.message()));
+  return false;
+}
+
+bool ReplicaStream::WaitsForTheDisk(const IncomingBatch& batch) {
+  for (const replication::Op& op : batch.ops()) {
+    switch (op.kind()) {
+      case replication::Op::WRITE:
+      case replication::Op::TRIM:
+      case replication::Op::WRITE_ZEROES:
+        continue;  // into the page cache
+      case replication::Op::BARRIER:
+        if (op.durability_only()) continue;  // the flusher's, in the background
+        return true;                          // a client's flush: fdatasync now
+      default:
+        return true;  // resync (undo log, meta saves), verify (reads), handover
+    }
+  }
+  return false;
+}
+
+bool ReplicaStream::ApplyDecoded() {
   Applier* applier;
   std::string volume;
   {
@@ -119,20 +176,8 @@ bool ReplicaStream::ApplyReceived() {
     applier = applier_;
     volume = volume_;
   }
-  replication::Hello another_hello;
-  bool is_hello = false;
-  absl::Status status = DecodePrimaryMessage(received_, &another_hello, &batch_, &is_hello);
-  if (status.ok() && is_hello) {
-    status = absl::InvalidArgumentError("unexpected Hello after the handshake");
-  }
-  if (!status.ok()) {
-    LogError("volume '", volume, "': ", status.message());
-    End(grpc::Status(grpc::INVALID_ARGUMENT, std::string(status.message())),
-        std::string(status.message()));
-    return false;
-  }
   SecondaryMessage ack_message;
-  status = DecompressBatch(&batch_);
+  absl::Status status = DecompressBatch(&batch_);
   if (status.ok()) {
     status = applier->ApplyBatch(batch_, ack_message.mutable_ack());
   } else {
@@ -153,27 +198,93 @@ bool ReplicaStream::ApplyReceived() {
   return false;
 }
 
+// Every gRPC operation of a stream starts on the polling thread. Other
+// threads (admission, a disk-bound apply, the flusher) change the stream's
+// state under mu_ and kick the poller, which starts what is due (Pump).
+// Started elsewhere, an operation may complete inside that call, and gRPC's
+// core then hands the completion to the poller in a way TSan cannot follow.
+namespace {
+thread_local bool t_on_the_poller = false;
+}  // namespace
+
+void ReplicaStream::MarkThisThreadThePoller() { t_on_the_poller = true; }
+
 void ReplicaStream::Send(const SecondaryMessage& message) {
-  const grpc::ByteBuffer* start = nullptr;
   {
     absl::MutexLock lock(&mu_);
     if (ending_) return;
     unsent_.push_back(EncodeMessage(message));
-    if (writing_) return;
-    writing_ = true;
-    operations_++;
-    start = &unsent_.front();  // deque elements stay put while others are pushed
   }
-  stream_.Write(*start, &written_tag_);
+  PumpOrKick();
 }
 
-void ReplicaStream::OnWriteDone(bool ok) {
-  const grpc::ByteBuffer* next = nullptr;
-  bool finish;
+void ReplicaStream::End(grpc::Status status, std::string reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (ending_) return;
+    ending_ = true;
+    end_status_ = std::move(status);
+    end_reason_ = std::move(reason);
+  }
+  PumpOrKick();
+}
+
+void ReplicaStream::ReadNext() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (ending_) return;
+    read_wanted_ = true;
+  }
+  PumpOrKick();
+}
+
+void ReplicaStream::PumpOrKick() {
+  if (t_on_the_poller) return Pump();
+  {
+    absl::MutexLock lock(&mu_);
+    if (kick_pending_ || finished_) return;
+    kick_pending_ = true;
+    operations_++;  // the alarm
+    // The previous alarm has fired: its event cleared kick_pending_.
+    kick_ = std::make_unique<grpc::Alarm>();
+  }
+  kick_->Set(cq_, gpr_time_0(GPR_CLOCK_MONOTONIC), &kicked_tag_);
+}
+
+void ReplicaStream::Pump() {
+  const grpc::ByteBuffer* write = nullptr;
+  bool read = false, finish = false;
   grpc::Status status;
   {
     absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    if (!writing_ && !unsent_.empty()) {
+      writing_ = true;
+      operations_++;
+      write = &unsent_.front();  // deque elements stay put while others are pushed
+    }
+    if (read_wanted_ && !ending_) {
+      read_wanted_ = false;
+      operations_++;
+      read = true;
+    }
+    if (ending_ && !writing_) {  // the queued messages are out: finish
+      finished_ = true;
+      operations_++;
+      finish = true;
+      status = end_status_;
+    }
+  }
+  if (write != nullptr) stream_.Write(*write, &written_tag_);
+  if (read) stream_.Read(&received_, &read_tag_);
+  if (finish) stream_.Finish(status, &finished_tag_);
+}
+
+void ReplicaStream::OnWriteDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
     unsent_.pop_front();
+    writing_ = false;
     if (!ok) {
       unsent_.clear();
       if (!ending_) {
@@ -182,66 +293,12 @@ void ReplicaStream::OnWriteDone(bool ok) {
         end_reason_ = "ack write failed";
       }
     }
-    if (!unsent_.empty()) {
-      next = &unsent_.front();
-      operations_++;
-    } else {
-      writing_ = false;
-    }
-    finish = TakeFinishLocked();
-    status = end_status_;
   }
-  if (next != nullptr) stream_.Write(*next, &written_tag_);
-  if (finish) StartFinish(status);
-}
-
-void ReplicaStream::End(grpc::Status status, std::string reason) {
-  bool finish;
-  {
-    absl::MutexLock lock(&mu_);
-    if (ending_) return;
-    ending_ = true;
-    end_status_ = status;
-    end_reason_ = std::move(reason);
-    finish = TakeFinishLocked();
-  }
-  if (finish) StartFinish(status);
-}
-
-bool ReplicaStream::TakeFinishLocked() {
-  // Not while a Write or Read call is being made: nothing may start after Finish.
-  if (!ending_ || writing_ || starting_read_ || finished_) return false;
-  finished_ = true;
-  operations_++;  // the finish
-  return true;
-}
-
-void ReplicaStream::StartFinish(const grpc::Status& status) {
-  stream_.Finish(status, &finished_tag_);
-}
-
-void ReplicaStream::ReadNext() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (ending_) return;
-    starting_read_ = true;
-    operations_++;
-  }
-  stream_.Read(&received_, &read_tag_);
-  bool finish;
-  grpc::Status status;
-  {
-    absl::MutexLock lock(&mu_);
-    starting_read_ = false;
-    finish = TakeFinishLocked();  // an End that came meanwhile
-    status = end_status_;
-  }
-  if (finish) StartFinish(status);
+  Pump();
 }
 
 void ReplicaStream::OperationReturned() {
-  bool finish = false;
-  grpc::Status status;
+  bool hold = false;
   Applier* applier;
   std::string volume, reason;
   {
@@ -249,27 +306,36 @@ void ReplicaStream::OperationReturned() {
     if (--operations_ > 0) return;
     if (!finished_) {
       // Nothing pending and not finished: the call ended while the stream
-      // waited for nothing (cancelled while idle). Finish it; that return
-      // comes back here.
+      // waited for nothing (cancelled while idle). Finish it; hold the
+      // stream until the finish is started (by a pump), then drop the hold.
       if (!ending_) {
         ending_ = true;
         end_status_ = grpc::Status(grpc::CANCELLED, "cancelled");
       }
-      finish = TakeFinishLocked();
-      status = end_status_;
+      operations_++;
+      hold = true;
     }
     applier = applier_;
     volume = volume_;
     reason = end_reason_;
   }
-  if (finish) return StartFinish(status);
+  if (hold) {
+    PumpOrKick();
+    return OperationReturned();
+  }
   // Every operation has come back: no batch is being applied any more.
-  if (applier != nullptr) {
+  if (applier == nullptr) return Delete();
+  if (reason.empty() && context_.IsCancelled()) reason = "cancelled";
+  // The applier's goodbye flushes the store: off the polling thread.
+  std::thread([this, applier, volume, reason] {
     applier->SetListener(nullptr);  // returns once no flusher call runs: `this` may go
-    if (reason.empty() && context_.IsCancelled()) reason = "cancelled";
     applier->StreamEnded(reason);
     service_->Release(volume, &context_);
-  }
+    Delete();
+  }).detach();
+}
+
+void ReplicaStream::Delete() {
   ReplicaService* const service = service_;
   delete this;
   service->StreamDeleted();  // last: the service may stop once the count is 0
