@@ -13,8 +13,6 @@
 
 namespace blockrepl {
 
-using replication::SecondaryMessage;
-
 ReplicaService::ReplicaService(std::map<std::string, Applier*> appliers,
                                std::map<std::string, std::string> peer_names)
     : appliers_(std::move(appliers)), peer_names_(std::move(peer_names)) {

@@ -85,13 +85,13 @@ void ReplicaStream::OnReadDone(bool ok) {
         absl::MutexLock lock(&mu_);
         operations_++;  // the apply, returned at its end
       }
-      std::thread([this] {
-        if (ApplyDecoded()) ReadNext();
+      std::thread([this, applier] {
+        if (ApplyDecoded(applier)) ReadNext();
         OperationReturned();
       }).detach();
       return;
     }
-    if (ApplyDecoded()) ReadNext();
+    if (ApplyDecoded(applier)) ReadNext();
     return;
   }
   replication::Hello hello;
@@ -140,12 +140,7 @@ bool ReplicaStream::DecodeReceived() {
     status = absl::InvalidArgumentError("unexpected Hello after the handshake");
   }
   if (status.ok()) return true;
-  std::string volume;
-  {
-    absl::MutexLock lock(&mu_);
-    volume = volume_;
-  }
-  LogError("volume '", volume, "': ", status.message());
+  LogError("volume '", VolumeName(), "': ", status.message());
   End(grpc::Status(grpc::INVALID_ARGUMENT, std::string(status.message())),
       std::string(status.message()));
   return false;
@@ -168,14 +163,12 @@ bool ReplicaStream::WaitsForTheDisk(const IncomingBatch& batch) {
   return false;
 }
 
-bool ReplicaStream::ApplyDecoded() {
-  Applier* applier;
-  std::string volume;
-  {
-    absl::MutexLock lock(&mu_);
-    applier = applier_;
-    volume = volume_;
-  }
+std::string ReplicaStream::VolumeName() {
+  absl::MutexLock lock(&mu_);
+  return volume_;
+}
+
+bool ReplicaStream::ApplyDecoded(Applier* applier) {
   SecondaryMessage ack_message;
   absl::Status status = DecompressBatch(&batch_);
   if (status.ok()) {
@@ -185,7 +178,7 @@ bool ReplicaStream::ApplyDecoded() {
     const Applier::Snapshot s = applier->snapshot();
     ack_message.mutable_ack()->set_applied_seq(s.applied_seq);
     ack_message.mutable_ack()->set_durable_seq(s.durable_seq);
-    LogError("volume '", volume, "': refusing batch: ", status.message());
+    LogError("volume '", VolumeName(), "': refusing batch: ", status.message());
   }
   Send(ack_message);
   if (status.ok()) return true;
@@ -210,10 +203,11 @@ thread_local bool t_on_the_poller = false;
 void ReplicaStream::MarkThisThreadThePoller() { t_on_the_poller = true; }
 
 void ReplicaStream::Send(const SecondaryMessage& message) {
+  grpc::ByteBuffer encoded = EncodeMessage(message);  // outside mu_: the poller takes it per batch
   {
     absl::MutexLock lock(&mu_);
     if (ending_) return;
-    unsent_.push_back(EncodeMessage(message));
+    unsent_.push_back(std::move(encoded));
   }
   PumpOrKick();
 }

@@ -73,8 +73,11 @@ class ReplicaStream {
   // Decodes the batch in `received_` into `batch_`; false (and ends the
   // stream) if it does not parse.
   bool DecodeReceived();
-  // Applies and acks `batch_`; false if the stream ends.
-  bool ApplyDecoded();
+  // Applies `batch_` to `applier` (the admitted one) and acks it; false if
+  // the stream ends.
+  bool ApplyDecoded(Applier* applier);
+  // For error messages only (takes mu_).
+  std::string VolumeName() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `message` behind what is unsent (sent in order).
   void Send(const replication::SecondaryMessage& message) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the stream with `status` once the queued messages are out (the first

@@ -324,17 +324,16 @@ bool Session::SendQueuedReplies(bool dont_wait) {
   // in_flight_ already, ours has not: Run() cannot close the socket meanwhile.
   while (true) {
     bool broken;
-    if (unsent_.empty()) {
+    {
       absl::MutexLock lock(&write_mu_);
-      if (replies_.empty()) {
-        sending_ = false;
-        return true;
+      if (unsent_.empty()) {  // else: the rest a completion thread left us
+        if (replies_.empty()) {
+          sending_ = false;
+          return true;
+        }
+        unsent_.swap(replies_);
+        unsent_offset_ = 0;
       }
-      unsent_.swap(replies_);
-      unsent_offset_ = 0;
-      broken = broken_;
-    } else {
-      absl::MutexLock lock(&write_mu_);
       broken = broken_;
     }
     // After a failed send the rest are dropped: the client sees the connection close.
@@ -362,9 +361,10 @@ Session::SendResult Session::SendBatch(std::vector<PendingReply>& batch, bool do
   // for a queue depth of 32 keeps the common case off the heap.
   constexpr size_t kRepliesPerCall = 512;
   absl::InlinedVector<struct iovec, 64> iov;
-  uint64_t start = 0;  // batch offset of the first reply of this call
+  uint64_t start = 0;  // batch offset where the next piece added begins
   for (size_t first = 0; first < batch.size(); first += kRepliesPerCall) {
     iov.clear();
+    const uint64_t call_start = start;
     uint64_t skip = *offset > start ? *offset - start : 0;  // already on the wire
     auto add = [&](char* data, uint64_t length) {
       start += length;
@@ -380,15 +380,8 @@ Session::SendResult Session::SendBatch(std::vector<PendingReply>& batch, bool do
       if (batch[i].length != 0) add(batch[i].data.get(), batch[i].length);
     }
     if (iov.empty()) continue;
-    uint64_t length = 0;
-    for (const iovec& piece : iov) length += piece.iov_len;
-    absl::StatusOr<uint64_t> sent = length;
-    if (dont_wait) {
-      sent = WriteSomev(fd_, iov.data(), static_cast<int>(iov.size()));
-    } else if (absl::Status s = WriteFullv(fd_, iov.data(), static_cast<int>(iov.size()));
-               !s.ok()) {
-      sent = s;
-    }
+    const uint64_t first_byte = std::max(*offset, call_start);  // of this call
+    absl::StatusOr<uint64_t> sent = Writev(fd_, iov.data(), static_cast<int>(iov.size()), dont_wait);
     if (!sent.ok()) {
       if (!stop_requested_.load(std::memory_order_relaxed)) {
         Log(absl::StrCat("sending reply: ", sent.status().message(), ", closing"));
@@ -398,7 +391,7 @@ Session::SendResult Session::SendBatch(std::vector<PendingReply>& batch, bool do
       shutdown(fd_, SHUT_RDWR);
       return SendResult::kFailed;
     }
-    *offset = start - length + *sent;
+    *offset = first_byte + *sent;
     if (*offset < start) return SendResult::kSocketFull;  // only with dont_wait
   }
   return SendResult::kSent;

@@ -52,11 +52,7 @@ absl::Status Discard(int fd, uint64_t length) {
   return absl::OkStatus();
 }
 
-namespace {
-
-// Writes every byte (or, with `dont_wait`, what the socket takes now);
-// returns how many bytes went out.
-absl::StatusOr<uint64_t> WriteIov(int fd, struct iovec* iov, int iovcnt, bool dont_wait) {
+absl::StatusOr<uint64_t> Writev(int fd, struct iovec* iov, int iovcnt, bool dont_wait) {
   uint64_t written = 0;
   while (iovcnt > 0) {
     if (iov->iov_len == 0) {
@@ -89,14 +85,8 @@ absl::StatusOr<uint64_t> WriteIov(int fd, struct iovec* iov, int iovcnt, bool do
   return written;
 }
 
-}  // namespace
-
 absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt) {
-  return WriteIov(fd, iov, iovcnt, /*dont_wait=*/false).status();
-}
-
-absl::StatusOr<uint64_t> WriteSomev(int fd, struct iovec* iov, int iovcnt) {
-  return WriteIov(fd, iov, iovcnt, /*dont_wait=*/true);
+  return Writev(fd, iov, iovcnt, /*dont_wait=*/false).status();
 }
 
 absl::Status WriteFull(int fd, std::string_view data) {

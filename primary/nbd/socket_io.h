@@ -29,9 +29,9 @@ absl::Status Discard(int fd, uint64_t length);
 // Uses sendmsg(MSG_NOSIGNAL) so a vanished peer is an error, not a signal.
 absl::Status WriteFullv(int fd, struct iovec* iov, int iovcnt);
 absl::Status WriteFull(int fd, std::string_view data);
-// The same without waiting (MSG_DONTWAIT): writes what the socket takes now
-// and returns how many bytes that was.
-absl::StatusOr<uint64_t> WriteSomev(int fd, struct iovec* iov, int iovcnt);
+// Writes every byte, or with `dont_wait` (MSG_DONTWAIT) what the socket takes
+// now; returns how many bytes went out.
+absl::StatusOr<uint64_t> Writev(int fd, struct iovec* iov, int iovcnt, bool dont_wait);
 
 // True if bytes the peer sent are waiting to be read (FIONREAD), i.e. the
 // client has sent its next request already. False on error.
