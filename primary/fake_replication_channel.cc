@@ -6,7 +6,8 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
  public:
   explicit Stream(FakeReplicationChannel* channel) : c_(channel) {}
 
-  bool Send(replication::PrimaryMessage message, std::vector<Payload> payloads, bool) override {
+  bool Send(replication::PrimaryMessage message, std::vector<Payload> payloads,
+            bool more_coming) override {
     if (message.has_hello()) {
       std::function<void(const replication::Hello&)> hook;
       {
@@ -25,6 +26,7 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
       return true;
     }
     ++c_->batches_;
+    c_->more_coming_.push_back(more_coming);
     for (int i = 0; i < message.batch().ops_size(); ++i) {
       replication::Op op = message.batch().ops(i);
       if (i < static_cast<int>(payloads.size()) && !payloads[i].empty()) {
@@ -47,6 +49,50 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
     return true;
   }
 
+  // The same loop as the gRPC stream's, with the channel's lock and queue
+  // standing in for the completion queue.
+  void Run(StreamEvents* events, absl::Duration tick) override {
+    absl::Time next_tick = absl::Now() + tick;
+    while (true) {
+      std::deque<replication::SecondaryMessage> arrived;
+      {
+        absl::MutexLock lock(&c_->mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(c_->mu_) {
+          return c_->broken_ || !c_->to_primary_.empty() || c_->woken_;
+        };
+        c_->mu_.AwaitWithDeadline(absl::Condition(&ready), next_tick);
+        if (c_->broken_) return;
+        c_->woken_ = false;
+        arrived.swap(c_->to_primary_);
+      }
+      for (const replication::SecondaryMessage& message : arrived) {
+        if (!events->OnMessage(message)) return;
+      }
+      if (absl::Now() >= next_tick) {
+        if (!events->OnTick()) return;
+        next_tick = absl::Now() + tick;
+      }
+      {
+        absl::MutexLock lock(&c_->mu_);
+        if (c_->held_) continue;  // HoldSending: HoldSending(false) wakes us
+      }
+      while (true) {
+        replication::PrimaryMessage message;
+        std::vector<Payload> payloads;
+        bool more_coming = false;
+        const StreamEvents::Next next = events->NextMessage(&message, &payloads, &more_coming);
+        if (next == StreamEvents::Next::kEnd) return;
+        if (next == StreamEvents::Next::kIdle) break;
+        if (!Send(std::move(message), std::move(payloads), more_coming)) return;
+      }
+    }
+  }
+
+  void Wake() override {
+    absl::MutexLock lock(&c_->mu_);
+    c_->woken_ = true;
+  }
+
   void Cancel() override {
     absl::MutexLock lock(&c_->mu_);
     c_->broken_ = true;
@@ -62,7 +108,9 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> FakeReplicationChannel::Open(
   absl::MutexLock lock(&mu_);
   if (!reachable_) return absl::UnavailableError("fake secondary unreachable");
   broken_ = false;
+  woken_ = false;
   received_.clear();
+  more_coming_.clear();
   batches_ = 0;
   to_primary_.clear();
   ++streams_;
@@ -103,6 +151,17 @@ bool FakeReplicationChannel::WaitForOps(size_t n, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return received_.size() >= n; };
   return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
+std::vector<bool> FakeReplicationChannel::more_coming_flags() {
+  absl::MutexLock lock(&mu_);
+  return more_coming_;
+}
+
+void FakeReplicationChannel::HoldSending(bool hold) {
+  absl::MutexLock lock(&mu_);
+  held_ = hold;
+  woken_ = true;
 }
 
 void FakeReplicationChannel::Ack(uint64_t applied, uint64_t durable) {

@@ -32,6 +32,10 @@ class FakeReplicationChannel : public ReplicationChannel {
   std::vector<replication::Op> ReceivedOps();
   // Batch messages received on the live stream.
   int batches_received();
+  // Each batch's `more_coming` (the sender asked to hold it for coalescing).
+  std::vector<bool> more_coming_flags();
+  // While held, the live stream takes nothing to send (ops queue up).
+  void HoldSending(bool hold);
   // Waits until at least `n` ops were received.
   bool WaitForOps(size_t n, absl::Duration timeout);
   void Ack(uint64_t applied, uint64_t durable);
@@ -48,8 +52,11 @@ class FakeReplicationChannel : public ReplicationChannel {
   std::vector<replication::Hello> hellos_ ABSL_GUARDED_BY(mu_);
   std::vector<replication::Op> received_ ABSL_GUARDED_BY(mu_);
   int batches_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<bool> more_coming_ ABSL_GUARDED_BY(mu_);
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<replication::SecondaryMessage> to_primary_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;  // the live stream's Wake
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

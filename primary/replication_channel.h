@@ -1,10 +1,15 @@
 // ReplicationChannel: how the replicator reaches its secondary, without
 // knowing about gRPC. A channel opens streams; a stream carries protobuf
 // messages both ways. The gRPC adapter (grpc_replication_channel.*) is the
-// production implementation; tests may plug an in-process one.
+// production implementation; tests plug an in-process one.
 //
-// Thread contract: one thread may call Send while another calls Receive;
-// Cancel may be called from any thread and makes both return false.
+// A stream has two phases, both driven by one thread (the replicator's):
+//  - the handshake: blocking Send and Receive, one message each way;
+//  - the data phase: Run, an event loop that asks the replicator what to
+//    send whenever the stream can take a message and hands it every message
+//    the secondary sends. One thread sends and receives: with a thread for
+//    each, every write and every ack cost a wake-up of both (and of the
+//    session thread that handed the write over) where one suffices.
 #pragma once
 
 #include <memory>
@@ -18,20 +23,47 @@
 
 namespace blockrepl {
 
+// The replicator's side of a stream's data phase. Every call comes from the
+// thread inside ReplicationStream::Run, one at a time.
+class StreamEvents {
+ public:
+  enum class Next {
+    kMessage,  // `message` (and `payloads`) are filled: send them
+    kIdle,     // nothing to send now; ask again after Wake() or an event
+    kEnd,      // end the stream (stopping, or the connection was broken)
+  };
+  virtual ~StreamEvents() = default;
+  // The stream can take a message. `more_coming` lets the transport hold it
+  // to coalesce with the next. A batch's op i without `data` has
+  // `payloads[i]` (if any) as its data, so payloads go out uncopied.
+  virtual Next NextMessage(replication::PrimaryMessage* message, std::vector<Payload>* payloads,
+                           bool* more_coming) = 0;
+  // A message from the secondary; false ends the stream.
+  virtual bool OnMessage(const replication::SecondaryMessage& message) = 0;
+  // Called about every `tick` given to Run (timers: idle barriers, the peer
+  // timeout); false ends the stream.
+  virtual bool OnTick() = 0;
+};
+
 class ReplicationStream {
  public:
   virtual ~ReplicationStream() = default;
-  // Blocking send; `more_coming` lets the transport coalesce with the next
-  // message. Takes the message so its payloads can go out uncopied; a batch's
-  // op i without `data` has `payloads[i]` (if any) as its data. False once the
-  // stream is broken.
+  // Handshake phase, blocking. False once the stream is broken.
   virtual bool Send(replication::PrimaryMessage message, std::vector<Payload> payloads,
                     bool more_coming) = 0;
-  // Blocking receive; false at end of stream or when broken.
+  // False at end of stream or when broken.
   virtual bool Receive(replication::SecondaryMessage* message) = 0;
-  // Aborts the stream; unblocks Send and Receive.
+  // Data phase, on the thread that did the handshake: sends what `events`
+  // hands out (one message at a time), delivers what arrives, ticks, until
+  // the stream breaks or `events` ends it. Returns once nothing of the
+  // stream is pending; FinishReason then says why it ended.
+  virtual void Run(StreamEvents* events, absl::Duration tick) = 0;
+  // Any thread, cheap, never blocks: NextMessage may have a message now.
+  // Wakes Run if it is not already going to ask (no write in flight).
+  virtual void Wake() = 0;
+  // Aborts the stream from any thread; Send, Receive and Run return.
   virtual void Cancel() = 0;
-  // Why the stream ended, once Receive returned false ("" if unknown).
+  // Why the stream ended, once it has ("" if unknown). Call once.
   virtual std::string FinishReason() = 0;
 };
 

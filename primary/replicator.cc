@@ -38,6 +38,25 @@ Op EpochBarrier() {
 
 }  // namespace
 
+// The live stream's events, forwarded with the connection they belong to.
+class Replicator::StreamDriver final : public StreamEvents {
+ public:
+  StreamDriver(Replicator* replicator, uint64_t connection)
+      : replicator_(replicator), connection_(connection) {}
+  Next NextMessage(replication::PrimaryMessage* message, std::vector<Payload>* payloads,
+                   bool* more_coming) override {
+    return replicator_->NextBatch(connection_, message, payloads, more_coming);
+  }
+  bool OnMessage(const replication::SecondaryMessage& message) override {
+    return replicator_->OnSecondaryMessage(connection_, message);
+  }
+  bool OnTick() override { return replicator_->OnStreamTick(connection_); }
+
+ private:
+  Replicator* const replicator_;
+  const uint64_t connection_;
+};
+
 Replicator::Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap,
                        ReplicationChannel* channel)
     : options_(std::move(options)), bitmap_(bitmap), channel_(channel) {}
@@ -97,6 +116,7 @@ void Replicator::SetOperatorDisconnected(bool disconnected) {
       broken_ = true;
       peer_following_.store(false, std::memory_order_release);
       broken_reason_ = "disconnected by the operator";
+      if (live_stream_ != nullptr) live_stream_->Cancel();
     }
   } else {
     connect_now_ = true;
@@ -142,25 +162,11 @@ void Replicator::ManagerLoop() {
       absl::MutexLock lock(&mu_);
       connection = live_connection_;
     }
-    std::thread receiver([&] {
-      NameThisThread("repl-acks");
-      ReceiveLoop(stream.get(), connection);
-    });
-    // Cancels the stream when acks stop: Send may be blocked in flow control
-    // then, so the send loop alone could not notice.
-    absl::Notification connection_over;
-    std::thread watchdog([&] {
-      const absl::Duration tick = std::min(absl::Seconds(1), options_.peer_timeout / 4);
-      while (!connection_over.WaitForNotificationWithTimeout(tick)) {
-        if (PeerTimedOut(connection)) {
-          stream->Cancel();
-          return;
-        }
-      }
-    });
-    SendLoop(stream.get(), connection);
-    connection_over.Notify();
-    watchdog.join();
+    StreamDriver driver(this, connection);
+    // Ticks often enough for idle barriers and the peer timeout.
+    stream->Run(&driver, std::min({options_.idle_barrier_delay, options_.peer_timeout / 4,
+                                   absl::Seconds(1)}));
+    MarkBroken(connection, "");  // it ended on its own: FinishReason says why
     std::string reason;
     {
       absl::MutexLock lock(&mu_);
@@ -170,7 +176,6 @@ void Replicator::ManagerLoop() {
     // Fail the window first so clients stop waiting, then tear down.
     ConnectionLost(reason);
     stream->Cancel();
-    receiver.join();
     std::string finish = stream->FinishReason();
     bool stopping;
     {
@@ -390,6 +395,7 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
   }
   send_queue_bytes_ += ExpandedPayloadBytes(op, op.data().size() + payload.size());
   send_queue_.push_back(QueuedOp{std::move(op), std::move(payload)});
+  if (live_stream_ != nullptr && SendReadyLocked()) live_stream_->Wake();
   return seq;
 }
 
@@ -601,75 +607,73 @@ bool Replicator::Drain(absl::Duration timeout) {
   return inflight_.empty() && awaiting_durable_.empty() && releases_pending_ == 0;
 }
 
-void Replicator::SendLoop(ReplicationStream* stream, uint64_t connection) {
-  while (true) {
-    replication::PrimaryMessage message;
-    std::vector<Payload> payloads;
-    bool more_coming;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        if (stopping_ || broken_) return true;
-        if (send_queue_.empty()) return false;
-        return unacked_batches_.size() <
-                   static_cast<size_t>(options_.max_partial_batches_in_flight) ||
-               send_queue_.size() >= static_cast<size_t>(options_.max_batch_ops) ||
-               send_queue_bytes_ >= options_.max_batch_bytes;
-      };
-      if (!mu_.AwaitWithTimeout(absl::Condition(&ready), options_.idle_barrier_delay)) {
-        // Idle with writes not yet covered by a barrier: close the epoch so
-        // the secondary makes them durable and their bits can clear. Not
-        // when writes are queued behind unacked batches (Nagle's rule): the
-        // next ack sends them, and that is not idleness.
-        if (writes_since_barrier_ > 0 && send_queue_.empty()) {
-          EnqueueLocked(EpochBarrier(), false, ChunkRange{});
-          writes_since_barrier_ = 0;
-        }
-        continue;
-      }
-      if (stopping_ || broken_) return;
-      replication::Batch* batch = message.mutable_batch();
-      // Counted expanded (not compressed) so the secondary never holds more than about
-      // max_batch_bytes of payload per batch after decompression.
-      uint64_t batch_bytes = 0;
-      auto expanded = [](const QueuedOp& q) {
-        return ExpandedPayloadBytes(q.op, q.op.data().size() + q.payload.size());
-      };
-      while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
-             (batch_bytes == 0 ||
-              batch_bytes + expanded(send_queue_.front()) <= options_.max_batch_bytes)) {
-        const uint64_t op_bytes = expanded(send_queue_.front());
-        batch_bytes += op_bytes;
-        send_queue_bytes_ -= op_bytes;
-        *batch->add_ops() = std::move(send_queue_.front().op);
-        payloads.push_back(std::move(send_queue_.front().payload));
-        send_queue_.pop_front();
-      }
-      stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
-      unacked_batches_.push_back(stats_.sent_seq);
-      more_coming = !send_queue_.empty();
-    }
-    if (!stream->Send(std::move(message), std::move(payloads), more_coming)) {
-      MarkBroken(connection, "send failed");
-      return;
-    }
-  }
+bool Replicator::SendReadyLocked() const {
+  if (send_queue_.empty()) return false;
+  return unacked_batches_.size() < static_cast<size_t>(options_.max_partial_batches_in_flight) ||
+         send_queue_.size() >= static_cast<size_t>(options_.max_batch_ops) ||
+         send_queue_bytes_ >= options_.max_batch_bytes;
 }
 
-void Replicator::ReceiveLoop(ReplicationStream* stream, uint64_t connection) {
-  replication::SecondaryMessage message;
-  while (stream->Receive(&message)) {
-    if (message.has_ack()) {
-      HandleAck(message.ack());
-    } else if (message.has_error()) {
-      MarkBroken(connection, absl::StrCat("secondary reported: ", message.error().message()));
-      return;
-    } else {
-      MarkBroken(connection, "unexpected message from secondary");
-      return;
-    }
+StreamEvents::Next Replicator::NextBatch(uint64_t connection,
+                                         replication::PrimaryMessage* message,
+                                         std::vector<Payload>* payloads, bool* more_coming) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || broken_ || live_connection_ != connection) return StreamEvents::Next::kEnd;
+  if (!SendReadyLocked()) return StreamEvents::Next::kIdle;
+  replication::Batch* batch = message->mutable_batch();
+  // Counted expanded (not compressed) so the secondary never holds more than about
+  // max_batch_bytes of payload per batch after decompression.
+  uint64_t batch_bytes = 0;
+  auto expanded = [](const QueuedOp& q) {
+    return ExpandedPayloadBytes(q.op, q.op.data().size() + q.payload.size());
+  };
+  while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
+         (batch_bytes == 0 ||
+          batch_bytes + expanded(send_queue_.front()) <= options_.max_batch_bytes)) {
+    const uint64_t op_bytes = expanded(send_queue_.front());
+    batch_bytes += op_bytes;
+    send_queue_bytes_ -= op_bytes;
+    *batch->add_ops() = std::move(send_queue_.front().op);
+    payloads->push_back(std::move(send_queue_.front().payload));
+    send_queue_.pop_front();
   }
-  MarkBroken(connection, "");
+  stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
+  unacked_batches_.push_back(stats_.sent_seq);
+  last_send_ = absl::Now();
+  // Only when the next batch may go at once: a message held for coalescing
+  // while Nagle's rule holds the next back would wait for an ack it cannot get.
+  *more_coming = SendReadyLocked();
+  return StreamEvents::Next::kMessage;
+}
+
+bool Replicator::OnStreamTick(uint64_t connection) {
+  if (PeerTimedOut(connection)) return false;
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || broken_ || live_connection_ != connection) return false;
+  // Idle with writes not yet covered by a barrier: close the epoch so the
+  // secondary makes them durable and their bits can clear. Not when writes
+  // are queued behind unacked batches (Nagle's rule): the next ack sends
+  // them, and that is not idleness.
+  if (writes_since_barrier_ > 0 && send_queue_.empty() &&
+      absl::Now() - last_send_ >= options_.idle_barrier_delay) {
+    EnqueueLocked(EpochBarrier(), false, ChunkRange{});
+    writes_since_barrier_ = 0;
+  }
+  return true;
+}
+
+bool Replicator::OnSecondaryMessage(uint64_t connection,
+                                    const replication::SecondaryMessage& message) {
+  if (message.has_ack()) {
+    HandleAck(message.ack());
+    return true;
+  }
+  if (message.has_error()) {
+    MarkBroken(connection, absl::StrCat("secondary reported: ", message.error().message()));
+  } else {
+    MarkBroken(connection, "unexpected message from secondary");
+  }
+  return false;
 }
 
 void Replicator::HandleAck(const replication::Ack& ack) {
@@ -728,6 +732,8 @@ void Replicator::MarkBroken(uint64_t connection, const std::string& reason) {
   broken_ = true;
   peer_following_.store(false, std::memory_order_release);
   broken_reason_ = reason;
+  // Ends the stream's event loop even with a write stuck in flow control.
+  if (live_stream_ != nullptr) live_stream_->Cancel();
 }
 
 void Replicator::ConnectionLost(const std::string& reason) {

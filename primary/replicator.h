@@ -5,9 +5,12 @@
 // When the stream breaks it marks every unacknowledged chunk needs-sync and
 // reconnects with backoff; the Resyncer then copies exactly those chunks.
 //
-// Thread-safe. Threads: a manager (connect, handshake, send loop) and a
-// receiver per live stream. Lock order: callers may hold RangeLock ranges
-// when calling Submit; Replicator never calls out while holding mu_.
+// Thread-safe. One thread of its own, the manager: it connects, handshakes,
+// then drives the live stream's event loop (ReplicationStream::Run), which
+// sends batches, handles acks and runs the timers. Writers wake it when they
+// queue a batch that may go. Lock order: callers may hold RangeLock ranges
+// when calling Submit; under mu_ Replicator calls out only to the live
+// stream's Wake and Cancel, which take no lock of ours.
 #pragma once
 
 #include <atomic>
@@ -196,16 +199,24 @@ class Replicator {
     std::chrono::steady_clock::time_point enqueued;  // for the ack latency histogram
   };
 
+  class StreamDriver;  // our side of a live stream's event loop (StreamEvents)
+
   void ManagerLoop();
   // Connects and handshakes; returns the stream or nullptr (error recorded).
   std::unique_ptr<ReplicationStream> Connect();
-  void SendLoop(ReplicationStream* stream, uint64_t connection);
+  // The live stream's events, on the manager thread (see StreamEvents).
+  StreamEvents::Next NextBatch(uint64_t connection, replication::PrimaryMessage* message,
+                               std::vector<Payload>* payloads, bool* more_coming);
+  bool OnSecondaryMessage(uint64_t connection, const replication::SecondaryMessage& message);
+  bool OnStreamTick(uint64_t connection);
+  // A batch may go now: something is queued and either Nagle's rule lets a
+  // partial batch go or a full one is waiting.
+  bool SendReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True (and the connection marked broken) when `connection` has had ops in
   // flight without any ack for longer than the peer timeout.
   bool PeerTimedOut(uint64_t connection);
   // Keeps window_high_since_ up to date after the window's fill changed.
   void NoteWindowLevelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReceiveLoop(ReplicationStream* stream, uint64_t connection);
   void HandleAck(const replication::Ack& ack);
   // Takes the WhenReached callbacks of `waiters` whose seq is <= `seq`.
   using Waiters = std::multimap<uint64_t, Reached>;
@@ -216,7 +227,8 @@ class Replicator {
   void ConnectionLost(const std::string& reason);
   void MarkBroken(uint64_t connection, const std::string& reason);
   void SetError(const std::string& error);
-  // Appends an op to the send queue. Requires a live connection.
+  // Appends an op to the send queue and wakes the stream if a batch may go.
+  // Requires a live connection.
   uint64_t EnqueueLocked(replication::Op op, bool counts_in_window, ChunkRange chunks,
                          Payload payload = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -246,6 +258,7 @@ class Replicator {
   uint64_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // expanded, as batches count them
   // Last seq of each batch sent and not yet applied (max_partial_batches_in_flight).
   std::deque<uint64_t> unacked_batches_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_send_ ABSL_GUARDED_BY(mu_);  // idle barriers count from here
   std::deque<InflightOp> inflight_ ABSL_GUARDED_BY(mu_);         // sent/queued, not applied
   std::deque<InflightOp> awaiting_durable_ ABSL_GUARDED_BY(mu_); // applied, not durable
   // Chunk ranges taken off the queues whose bitmap counts are being released

@@ -325,5 +325,37 @@ TEST_F(ReplicatorTest, SmallBatchesWaitForAnAckWhileTwoAreUnacknowledged) {
   EXPECT_EQ(channel_.batches_received(), 6);
 }
 
+// The transport may hold a message to coalesce it with the next only when
+// the next can go at once: held while Nagle's rule keeps the rest back, it
+// would wait for an ack that cannot come (the secondary never saw it).
+TEST_F(ReplicatorTest, AMessageIsHeldForCoalescingOnlyWhenTheNextCanGoAtOnce) {
+  ReplicatorOptions o = BaseOptions();
+  o.idle_barrier_delay = absl::Hours(1);
+  o.max_epoch_age = absl::Hours(1);
+  o.max_batch_ops = 4;
+  o.max_partial_batches_in_flight = 1;
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o));
+
+  Write(0, 4096);
+  ASSERT_TRUE(channel_.WaitForOps(1, absl::Seconds(5)));  // one batch unacked now
+  channel_.HoldSending(true);
+  for (int chunk = 1; chunk <= 5; ++chunk) Write(chunk, 4096);
+  channel_.HoldSending(false);
+  // A full batch goes; the one op left is partial and waits for an ack.
+  ASSERT_TRUE(channel_.WaitForOps(5, absl::Seconds(5)));
+  EXPECT_FALSE(channel_.WaitForOps(6, absl::Milliseconds(100)));
+  channel_.Ack(/*applied=*/5, /*durable=*/0);
+  ASSERT_TRUE(channel_.WaitForOps(6, absl::Seconds(5)));
+
+  channel_.Ack(/*applied=*/6, /*durable=*/0);  // taken before the held ops (acks go first)
+  channel_.HoldSending(true);
+  for (int chunk = 6; chunk < 14; ++chunk) Write(chunk, 4096);
+  channel_.HoldSending(false);
+  // Two full batches: the first may be held for the second.
+  ASSERT_TRUE(channel_.WaitForOps(14, absl::Seconds(5)));
+  EXPECT_EQ(channel_.more_coming_flags(),
+            (std::vector<bool>{false, false, false, true, false}));
+}
+
 }  // namespace
 }  // namespace blockrepl
