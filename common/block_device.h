@@ -68,7 +68,7 @@ class BlockDevice {
   // writes wait on something other than the caller's thread (the
   // replicating volume in sync mode waits for the secondary's ack). `done`
   // runs exactly once, on any thread, possibly before the call returns, and
-  // must not block: an ack receiver may run many in a row. The defaults
+  // must not block: the thread handling an ack may run many in a row. The defaults
   // complete in place.
   using Done = absl::AnyInvocable<void(absl::Status) &&>;
   virtual void WriteOwnedAsync(uint64_t offset, Payload data, bool fua, Done done) {

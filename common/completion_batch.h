@@ -1,7 +1,7 @@
 // CompletionBatch: lets a thread that completes many requests in one go
 // coalesce what each completion would otherwise do on its own.
 //
-// The replicator's ack receiver finishes every synchronous write a batch ack
+// The replicator's stream thread finishes every synchronous write a batch ack
 // covers (often 30 at once); each finish queues an NBD reply. Sent one by
 // one that is 30 sendmsg calls where one would do. Inside a batch, a
 // completion defers such work with Defer(); the outermost batch runs what was

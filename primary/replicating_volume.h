@@ -7,7 +7,7 @@
 //   4. hand the op to the Replicator (blocks while the window is full),
 //   5. reply: async after 4; sync after the secondary applied it (FUA and
 //      FLUSH: made it durable). The *Async forms run 1-4 on the caller's
-//      thread and leave the wait of step 5 to the ack receiver.
+//      thread and leave the wait of step 5 to the stream's thread.
 // Reads go to the local store only. Thread-safe.
 #pragma once
 

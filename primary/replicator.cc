@@ -65,7 +65,7 @@ Replicator::~Replicator() { Stop(); }
 
 void Replicator::Start() {
   manager_ = std::thread([this] {
-    NameThisThread("repl-send");
+    NameThisThread("repl-stream");
     ManagerLoop();
   });
 }

@@ -144,7 +144,7 @@ class Replicator {
   bool Wait(const ReplicationTicket& ticket, WaitFor what);
   // The same without a waiting thread: `reached(bool)` runs once, with what
   // Wait would return: at once on the calling thread if that is known now,
-  // else on the ack receiver inside a CompletionBatch (the completions of
+  // else on the stream's thread inside a CompletionBatch (the completions of
   // one ack are coalesced) or on the thread that finds the stream broken.
   // `reached` must not block and must not call back into the Replicator's
   // waits. Sync-mode NBD writes complete this way: a thread blocked per

@@ -137,7 +137,7 @@ TEST_F(ReplicatorTest, WhenReachedRunsOnceTheAckReachesTheTicket) {
       absl::MutexLock lock(&mu);
       return log;
     }
-    // The callbacks run on the receiver after it published the ack.
+    // The callbacks run on the stream's thread after it published the ack.
     std::vector<std::string> WaitFor(size_t n) {
       absl::MutexLock lock(&mu);
       auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return log.size() >= n; };

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "secondary/applier.h"
 #include "secondary/decompress_batch.h"
 #include "secondary/replica_service.h"
@@ -86,6 +87,7 @@ void ReplicaStream::OnReadDone(bool ok) {
         operations_++;  // the apply, returned at its end
       }
       std::thread([this, applier] {
+        NameThisThread("apply-disk");
         if (ApplyDecoded(applier)) ReadNext();
         OperationReturned();
       }).detach();
@@ -107,7 +109,10 @@ void ReplicaStream::OnReadDone(bool ok) {
     absl::MutexLock lock(&mu_);
     operations_++;  // the admission, returned at its end
   }
-  std::thread([this, hello = std::move(hello)]() mutable { Admit(std::move(hello)); }).detach();
+  std::thread([this, hello = std::move(hello)]() mutable {
+    NameThisThread("repl-admit");
+    Admit(std::move(hello));
+  }).detach();
 }
 
 void ReplicaStream::Admit(replication::Hello hello) {
@@ -322,6 +327,7 @@ void ReplicaStream::OperationReturned() {
   if (reason.empty() && context_.IsCancelled()) reason = "cancelled";
   // The applier's goodbye flushes the store: off the polling thread.
   std::thread([this, applier, volume, reason] {
+    NameThisThread("repl-goodbye");
     applier->SetListener(nullptr);  // returns once no flusher call runs: `this` may go
     applier->StreamEnded(reason);
     service_->Release(volume, &context_);

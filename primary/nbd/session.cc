@@ -299,7 +299,7 @@ void Session::SendReply(uint64_t cookie, uint32_t error, std::unique_ptr<char[]>
       ++in_flight_;
     }
     CompletionBatch::Defer([this] {
-      // A completion thread (the replicator's ack receiver) must not wait
+      // A completion thread (the replicator's stream thread, handling an ack) must not wait
       // for a client that does not read its replies: it sends what the
       // socket takes now, and a worker finishes the rest.
       if (!SendQueuedReplies(/*dont_wait=*/true)) {

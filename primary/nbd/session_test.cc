@@ -357,8 +357,8 @@ TEST_F(SessionTest, PipelinedRepliesKeepEachHeaderWithItsData) {
 }
 
 // A device whose modifying calls complete later, from another thread, the
-// way the replicating volume's sync mode completes them from the ack
-// receiver: the write is done at once, its completion parked until released.
+// way the replicating volume's sync mode completes them from the stream's
+// thread when an ack arrives: the write is done at once, its completion parked until released.
 class ParkingDevice : public MemBlockDevice {
  public:
   ParkingDevice() : MemBlockDevice(kDevSize) {}
@@ -452,7 +452,7 @@ TEST_F(AsyncCompletionTest, DiscWaitsForParkedCompletions) {
       [&] { dev_.CompleteAllFromAnotherThread(); });
 }
 
-// A completion thread (the replicator's ack receiver) never waits for a
+// A completion thread (the replicator's stream thread, handling an ack) never waits for a
 // client that does not read: when the socket is full, it leaves the reply
 // to a worker and returns. The session runs on one end of a socketpair
 // whose send buffer the test fills itself.
