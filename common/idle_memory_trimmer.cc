@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include "common/payload_buffers.h"
 #include "common/thread_name.h"
 
 namespace blockrepl {
@@ -39,6 +40,7 @@ void IdleMemoryTrimmer::Loop() {
     }
     if (trimmed_since_busy) continue;
     malloc_trim(0);
+    payload_buffers::ReleaseCached();
     trims_.fetch_add(1, std::memory_order_relaxed);
     trimmed_since_busy = true;
     before = ProcessCpuTime();  // the trim's own CPU is not activity

@@ -8,8 +8,9 @@
 // served 4 KiB and 64 KiB writes peaked at 173 MiB under 1 MiB writes, against
 // 53 MiB for a fresh one (docs/PERFORMANCE.md, round 3). After each busy spell,
 // once the process has used almost no CPU for a whole period, this calls
-// malloc_trim(0), which releases every free page of every arena; under load it
-// does nothing at all.
+// malloc_trim(0), which releases every free page of every arena, and unmaps
+// the payload buffers cached for reuse (payload_buffers.h); under load it does
+// nothing at all.
 #pragma once
 
 #include <atomic>

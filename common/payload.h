@@ -5,16 +5,17 @@
 // it first, and a 1 MiB write's payload is received straight into this
 // buffer, so the fill was pure waste (10% of the primary's CPU at 1 MiB
 // writes, docs/PERFORMANCE.md round 3). The buffer is moved, never copied,
-// until gRPC frees it after sending (common/wire/stream_codec).
+// until gRPC frees it after sending (common/wire/stream_codec). Large buffers
+// come from their own bounded cache of mappings (common/payload_buffers.h).
 #pragma once
 
 #include <cstddef>
 #include <cstring>
-#include <memory>
 #include <string_view>
 #include <utility>
 
 #include "absl/types/span.h"
+#include "common/payload_buffers.h"
 
 namespace blockrepl {
 
@@ -22,17 +23,21 @@ class Payload {
  public:
   Payload() = default;
   Payload(Payload&& other) noexcept
-      : bytes_(std::move(other.bytes_)), size_(std::exchange(other.size_, 0)) {}
+      : bytes_(std::exchange(other.bytes_, nullptr)), size_(std::exchange(other.size_, 0)) {}
   Payload& operator=(Payload&& other) noexcept {
-    bytes_ = std::move(other.bytes_);
-    size_ = std::exchange(other.size_, 0);
+    if (this != &other) {
+      payload_buffers::Free(bytes_, size_);
+      bytes_ = std::exchange(other.bytes_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
     return *this;
   }
+  ~Payload() { payload_buffers::Free(bytes_, size_); }
 
   // `size` bytes of unspecified content, to be overwritten (e.g. by recv).
   static Payload ForOverwrite(size_t size) {
     Payload p;
-    if (size != 0) p.bytes_.reset(new char[size]);
+    if (size != 0) p.bytes_ = payload_buffers::Allocate(size);
     p.size_ = size;
     return p;
   }
@@ -42,22 +47,23 @@ class Payload {
     return p;
   }
 
-  char* data() { return bytes_.get(); }
-  const char* data() const { return bytes_.get(); }
+  char* data() { return bytes_; }
+  const char* data() const { return bytes_; }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  std::string_view view() const { return {bytes_.get(), size_}; }
-  absl::Span<char> span() { return {bytes_.get(), size_}; }
-  absl::Span<const char> span() const { return {bytes_.get(), size_}; }
+  std::string_view view() const { return {bytes_, size_}; }
+  absl::Span<char> span() { return {bytes_, size_}; }
+  absl::Span<const char> span() const { return {bytes_, size_}; }
 
-  // Hands the buffer over (to be freed with delete[]); leaves this empty.
+  // Hands the buffer over, to be freed with payload_buffers::Free(bytes,
+  // size) with the size it had; leaves this empty.
   char* Release() {
     size_ = 0;
-    return bytes_.release();
+    return std::exchange(bytes_, nullptr);
   }
 
  private:
-  std::unique_ptr<char[]> bytes_;
+  char* bytes_ = nullptr;  // from payload_buffers::Allocate(size_)
   size_t size_ = 0;
 };
 

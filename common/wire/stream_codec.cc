@@ -4,6 +4,7 @@
 
 
 #include "absl/strings/str_cat.h"
+#include "common/payload_buffers.h"
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per payload
 #include "xxhash.h"
 
@@ -80,12 +81,11 @@ grpc::Slice OwningSlice(Payload data) {
   const size_t size = data.size();
   char* bytes = data.Release();
   HandToGrpc(bytes);
-  return grpc::Slice(bytes, size,
-                     [](void* p) {
-                       TakeBackFromGrpc(p);
-                       delete[] static_cast<char*>(p);
-                     },
-                     bytes);
+  grpc_slice slice = grpc_slice_new_with_len(bytes, size, [](void* p, size_t length) {
+    TakeBackFromGrpc(p);
+    payload_buffers::Free(static_cast<char*>(p), length);
+  });
+  return grpc::Slice(slice, grpc::Slice::STEAL_REF);
 }
 
 // Reads protobuf wire format across the slices of a received buffer.

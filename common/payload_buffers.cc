@@ -1,0 +1,112 @@
+#include "common/payload_buffers.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+
+namespace blockrepl::payload_buffers {
+namespace {
+
+constexpr size_t kPageBytes = 4096;
+size_t MappedBytesFor(size_t size) { return (size + kPageBytes - 1) / kPageBytes * kPageBytes; }
+
+// Free mapped buffers by length (a streaming client's writes mostly share one).
+class Cache {
+ public:
+  char* Take(size_t mapped_bytes) {
+    absl::MutexLock lock(&mu_);
+    auto it = free_.find(mapped_bytes);
+    if (it == free_.end() || it->second.empty()) {
+      stats_.maps_total++;
+      stats_.mapped_bytes += mapped_bytes;
+      return nullptr;
+    }
+    char* buffer = it->second.back();
+    it->second.pop_back();
+    stats_.cached_bytes -= mapped_bytes;
+    return buffer;
+  }
+  // A mapping Take counted could not be made.
+  void Unmapped(size_t mapped_bytes) {
+    absl::MutexLock lock(&mu_);
+    stats_.mapped_bytes -= mapped_bytes;
+  }
+  // False when the cache is full: the caller unmaps the buffer.
+  bool Keep(char* buffer, size_t mapped_bytes) {
+    absl::MutexLock lock(&mu_);
+    if (stats_.cached_bytes + mapped_bytes > kCachedBytesMax) {
+      stats_.mapped_bytes -= mapped_bytes;
+      return false;
+    }
+    free_[mapped_bytes].push_back(buffer);
+    stats_.cached_bytes += mapped_bytes;
+    return true;
+  }
+  std::vector<std::pair<char*, size_t>> TakeAll() {
+    std::vector<std::pair<char*, size_t>> all;
+    absl::MutexLock lock(&mu_);
+    for (auto& [mapped_bytes, buffers] : free_) {
+      for (char* buffer : buffers) all.emplace_back(buffer, mapped_bytes);
+    }
+    free_.clear();
+    stats_.mapped_bytes -= stats_.cached_bytes;
+    stats_.cached_bytes = 0;
+    return all;
+  }
+  Stats stats() {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<size_t, std::vector<char*>> free_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+Cache& TheCache() {
+  static Cache* cache = new Cache();  // never destroyed: buffers may outlive main
+  return *cache;
+}
+
+}  // namespace
+
+char* Allocate(size_t size) {
+  if (size < kMappedMin) {
+    void* bytes = std::malloc(size);
+    if (bytes == nullptr) throw std::bad_alloc();
+    return static_cast<char*>(bytes);
+  }
+  const size_t mapped_bytes = MappedBytesFor(size);
+  if (char* cached = TheCache().Take(mapped_bytes)) return cached;
+  // Populated at once: one call instead of a page fault per 4 KiB.
+  void* mapping = mmap(nullptr, mapped_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (mapping == MAP_FAILED) {
+    TheCache().Unmapped(mapped_bytes);
+    throw std::bad_alloc();
+  }
+  return static_cast<char*>(mapping);
+}
+
+void Free(char* bytes, size_t size) {
+  if (bytes == nullptr) return;
+  if (size < kMappedMin) return std::free(bytes);
+  const size_t mapped_bytes = MappedBytesFor(size);
+  if (!TheCache().Keep(bytes, mapped_bytes)) munmap(bytes, mapped_bytes);
+}
+
+void ReleaseCached() {
+  for (auto [buffer, mapped_bytes] : TheCache().TakeAll()) munmap(buffer, mapped_bytes);
+}
+
+Stats GetStats() { return TheCache().stats(); }
+
+}  // namespace blockrepl::payload_buffers

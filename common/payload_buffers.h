@@ -1,0 +1,46 @@
+// Where the bytes of a Payload live.
+//
+// Small buffers come from malloc. Large ones (64 KiB and up: the 1 MiB writes
+// of a streaming client) come from anonymous mappings, and a freed one is
+// kept in a small cache per size class for the next write of that size.
+//
+// Why not malloc for them too: a payload is allocated by the thread that
+// reads the NBD request and freed by whichever thread gRPC finishes sending it
+// on. glibc keeps what each arena freed (TuneAllocator keeps it from
+// trimming, which page-faulted every reuse), and each NBD connection's reader
+// may use either arena; so over time both arenas grew to hold a whole
+// in-flight window. The primary's peak RSS at 1 MiB writes was 88 MiB in
+// some runs and 146-153 MiB in others, over the 64 MiB + window bound
+// (docs/PERFORMANCE.md, round 7). Here the large buffers in use are bounded by
+// the window, and the cache by kCachedBytesMax.
+//
+// Thread-safe. Mapped buffers are page-aligned, malloc'd ones as malloc's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace blockrepl::payload_buffers {
+
+// Free buffers kept for reuse, in bytes (mapped and touched: resident).
+inline constexpr size_t kCachedBytesMax = 16 << 20;
+// Buffers this large and up are mapped; smaller ones are malloc'd.
+inline constexpr size_t kMappedMin = 64 << 10;
+
+// `size` (> 0) bytes, contents unspecified. Throws std::bad_alloc when out
+// of memory, as operator new would.
+char* Allocate(size_t size);
+// Gives back a buffer Allocate(size) returned, with the same `size`.
+void Free(char* bytes, size_t size);
+// Unmaps every cached buffer: called once the agent is idle
+// (IdleMemoryTrimmer), so a burst's buffers do not stay resident.
+void ReleaseCached();
+
+struct Stats {
+  uint64_t mapped_bytes = 0;  // in use and cached
+  uint64_t cached_bytes = 0;
+  uint64_t maps_total = 0;    // cache misses: new mappings made
+};
+Stats GetStats();
+
+}  // namespace blockrepl::payload_buffers

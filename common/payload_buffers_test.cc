@@ -1,0 +1,74 @@
+#include "common/payload_buffers.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common/payload.h"
+
+namespace blockrepl::payload_buffers {
+namespace {
+
+constexpr size_t kMiB = 1 << 20;
+
+class PayloadBuffersTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ReleaseCached(); }
+  void TearDown() override { ReleaseCached(); }
+};
+
+TEST_F(PayloadBuffersTest, AFreedLargeBufferIsReusedForTheNextOfItsSize) {
+  const uint64_t maps_before = GetStats().maps_total;
+  char* first = Allocate(kMiB);
+  std::memset(first, 'a', kMiB);
+  Free(first, kMiB);
+  EXPECT_EQ(GetStats().cached_bytes, kMiB);
+  char* second = Allocate(kMiB);
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(GetStats().maps_total, maps_before + 1);
+  EXPECT_EQ(GetStats().cached_bytes, 0u);
+  Free(second, kMiB);
+}
+
+TEST_F(PayloadBuffersTest, TheCacheKeepsAtMostItsBoundAndGivesEverythingBackWhenIdle) {
+  const Stats before = GetStats();
+  std::vector<char*> burst;
+  for (int i = 0; i < 40; ++i) {
+    burst.push_back(Allocate(kMiB));
+    burst.back()[kMiB - 1] = 1;  // written to the end
+  }
+  EXPECT_EQ(GetStats().mapped_bytes, before.mapped_bytes + 40 * kMiB);
+  for (char* buffer : burst) Free(buffer, kMiB);
+  const Stats after = GetStats();
+  EXPECT_EQ(after.cached_bytes, kCachedBytesMax);
+  EXPECT_EQ(after.mapped_bytes, before.mapped_bytes + kCachedBytesMax);
+  ReleaseCached();
+  EXPECT_EQ(GetStats().cached_bytes, 0u);
+  EXPECT_EQ(GetStats().mapped_bytes, before.mapped_bytes);
+}
+
+TEST_F(PayloadBuffersTest, SmallBuffersAreNotCached) {
+  char* small = Allocate(4096);
+  std::memset(small, 'x', 4096);
+  Free(small, 4096);
+  EXPECT_EQ(GetStats().cached_bytes, 0u);
+}
+
+TEST_F(PayloadBuffersTest, PayloadsOfEverySizeComeBack) {
+  for (size_t size : {size_t{1}, size_t{4096}, kMappedMin - 1, kMappedMin, kMiB + 1}) {
+    Payload payload = Payload::ForOverwrite(size);
+    std::memset(payload.data(), 'p', size);
+    Payload moved = std::move(payload);
+    EXPECT_TRUE(payload.empty());
+    EXPECT_EQ(moved.size(), size);
+    Payload assigned = Payload::CopyOf("replaced");
+    assigned = std::move(moved);  // frees "replaced"
+    EXPECT_EQ(assigned.view(), std::string(size, 'p'));
+  }
+  // Every large one went back to the cache (none is in use now).
+  EXPECT_EQ(GetStats().mapped_bytes, GetStats().cached_bytes);
+}
+
+}  // namespace
+}  // namespace blockrepl::payload_buffers
