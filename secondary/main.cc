@@ -29,29 +29,22 @@ namespace blockrepl {
 namespace {
 
 // `service` serves its streams from `*cq` (made here) until service->Stop().
-std::unique_ptr<grpc::Server> StartReplicationServer(const SecondaryAgentOptions& options,
+std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
+                                                     const TlsOptions& tls, double peer_timeout_s,
                                                      ReplicaService* service,
                                                      std::unique_ptr<grpc::ServerCompletionQueue>* cq) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(options.listen, MakeServerCredentials(options.tls), &bound_port);
+  builder.AddListeningPort(listen, MakeServerCredentials(tls), &bound_port);
   builder.RegisterService(service);
   *cq = builder.AddCompletionQueue();
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  // A fixed receive window bounds what gRPC holds for a stream the applier
-  // has not read yet. With gRPC's default, its bandwidth-delay probe grew the
-  // window on loopback until a secondary held about a whole 64 MiB replication
-  // window of unread data (peak RSS 110-190 MiB at 1 MiB writes, 23 MiB with
-  // 16 MiB fixed, at the same throughput: docs/PERFORMANCE.md, round 7).
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
-                             static_cast<int>(options.receive_window_bytes));
   // Ping a silent primary every third of the peer timeout; drop it after
   // another third without an answer.
-  const int third_ms = std::max(1000, static_cast<int>(options.peer_timeout_s * 1000 / 3));
+  const int third_ms = std::max(1000, static_cast<int>(peer_timeout_s * 1000 / 3));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, third_ms);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, third_ms);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -115,7 +108,7 @@ int Run(int argc, char** argv) {
   ReplicaService service(appliers, peer_names);
   std::unique_ptr<grpc::ServerCompletionQueue> cq;
   std::unique_ptr<grpc::Server> server =
-      StartReplicationServer(options, &service, &cq);
+      StartReplicationServer(options.listen, options.tls, options.peer_timeout_s, &service, &cq);
   if (server == nullptr) {
     LogError("cannot listen for replication on ", options.listen);
     return 1;

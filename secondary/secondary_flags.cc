@@ -15,12 +15,11 @@ struct Flags {
   SecondaryAgentOptions agent;
   SecondaryVolumeOptions volume;
   std::string size, config;
-  std::string receive_window = "16M";
 };
 
 const std::vector<std::string> kAgentWideKeys = {"listen",  "admin-socket", "metrics-listen",
                                                  "tls-cert", "tls-key",   "tls-ca",
-                                                 "insecure", "peer-timeout", "receive-window"};
+                                                 "insecure", "peer-timeout"};
 
 void DefineFlags(CLI::App& app, Flags& f) {
   app.add_option("--config", f.config,
@@ -69,12 +68,6 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "seconds of silence (no keepalive answer) before a primary's stream is dropped")
       ->check(CLI::Range(2.0, 3600.0))
       ->capture_default_str();
-  app.add_option("--receive-window", f.receive_window,
-                 "bytes a primary may send ahead of what this secondary has read, per stream "
-                 "(the HTTP/2 window; memory held is at most this). A link carries at most "
-                 "this per round trip: 16M fills 335 MB/s at 50 ms; raise it for more")
-      ->check(SizeValidator())
-      ->capture_default_str();
   app.add_flag("--insecure", f.agent.tls.insecure,
                "allow plaintext replication on a non-loopback listen address");
 }
@@ -82,10 +75,6 @@ void DefineFlags(CLI::App& app, Flags& f) {
 // Checks across flags; "" or the error.
 std::string Finish(Flags& f) {
   f.volume.create_size = SizeOrDie(f.size);
-  f.agent.receive_window_bytes = SizeOrDie(f.receive_window);
-  if (f.agent.receive_window_bytes < (64 << 10) || f.agent.receive_window_bytes > (1u << 30)) {
-    return "--receive-window must be between 64K and 1G";
-  }
   struct stat st;
   if (f.volume.meta_path.empty() && stat(f.volume.store_path.c_str(), &st) == 0 &&
       S_ISBLK(st.st_mode)) {

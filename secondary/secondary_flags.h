@@ -30,9 +30,6 @@ struct SecondaryAgentOptions {
   bool rollback_resync = false;  // one-shot: roll back, then exit (flags only)
   TlsOptions tls;                // peer_name unused here: it is per volume
   double peer_timeout_s = 15;    // keepalive: a silent primary is dropped after this
-  // HTTP/2 receive window per stream: what a primary may have sent that this
-  // secondary has not read yet (--receive-window).
-  uint64_t receive_window_bytes = 16 << 20;
   std::vector<SecondaryVolumeOptions> volumes;
 };
 
