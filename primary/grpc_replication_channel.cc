@@ -222,7 +222,10 @@ class GrpcReplicationStream : public ReplicationStream {
     const Event event = static_cast<Event>(reinterpret_cast<intptr_t>(tag));
     switch (event) {
       case kStarted: starting_ = false; break;
-      case kWritten: writing_.store(false, std::memory_order_relaxed); break;
+      case kWritten:
+        out_.Clear();  // gRPC holds its own references: the batch's payloads can go
+        writing_.store(false, std::memory_order_relaxed);
+        break;
       case kRead: reading_ = false; break;
       case kTicked: tick_pending_ = false; break;
       case kFinished: finishing_ = false; break;
@@ -247,7 +250,7 @@ class GrpcReplicationStream : public ReplicationStream {
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
 
   // The driving thread's state (the handshake's caller, then Run's).
-  grpc::ByteBuffer out_;  // the write in flight
+  grpc::ByteBuffer out_;  // the write in flight (empty when none)
   grpc::ByteBuffer in_;   // the read in flight
   std::unique_ptr<grpc::Alarm> tick_alarm_;
   absl::Duration tick_;
