@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <utility>
@@ -38,12 +39,23 @@ class Cache {
     absl::MutexLock lock(&mu_);
     stats_.mapped_bytes -= mapped_bytes;
   }
-  // False when the cache is full: the caller unmaps the buffer.
-  bool Keep(char* buffer, size_t mapped_bytes) {
+  // Caches `buffer`, making room by evicting buffers of other sizes (the
+  // workload moved on from them); the evicted ones go to `unmap`. False when
+  // it cannot fit: the caller unmaps it.
+  bool Keep(char* buffer, size_t mapped_bytes, std::vector<std::pair<char*, size_t>>* unmap) {
     absl::MutexLock lock(&mu_);
-    if (stats_.cached_bytes + mapped_bytes > kCachedBytesMax) {
-      stats_.mapped_bytes -= mapped_bytes;
-      return false;
+    while (stats_.cached_bytes + mapped_bytes > kCachedBytesMax) {
+      auto other = std::find_if(free_.begin(), free_.end(), [&](const auto& entry) {
+        return entry.first != mapped_bytes && !entry.second.empty();
+      });
+      if (other == free_.end()) {
+        stats_.mapped_bytes -= mapped_bytes;
+        return false;
+      }
+      unmap->emplace_back(other->second.back(), other->first);
+      other->second.pop_back();
+      stats_.cached_bytes -= other->first;
+      stats_.mapped_bytes -= other->first;
     }
     free_[mapped_bytes].push_back(buffer);
     stats_.cached_bytes += mapped_bytes;
@@ -100,7 +112,9 @@ void Free(char* bytes, size_t size) {
   if (bytes == nullptr) return;
   if (size < kMappedMin) return std::free(bytes);
   const size_t mapped_bytes = MappedBytesFor(size);
-  if (!TheCache().Keep(bytes, mapped_bytes)) munmap(bytes, mapped_bytes);
+  std::vector<std::pair<char*, size_t>> evicted;  // unmapped outside the cache's lock
+  if (!TheCache().Keep(bytes, mapped_bytes, &evicted)) munmap(bytes, mapped_bytes);
+  for (auto [buffer, length] : evicted) munmap(buffer, length);
 }
 
 void ReleaseCached() {

@@ -3,6 +3,9 @@
 // Small buffers come from malloc. Large ones (64 KiB and up: the 1 MiB writes
 // of a streaming client) come from anonymous mappings, and a freed one is
 // kept in a small cache per size class for the next write of that size.
+// When the cache is full, a freed buffer evicts buffers of other sizes: a
+// workload that changed its write size does not find the cache full of the
+// old size and map every buffer anew.
 //
 // Why not malloc for them too: a payload is allocated by the thread that
 // reads the NBD request and freed by whichever thread gRPC finishes sending it

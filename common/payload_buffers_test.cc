@@ -48,6 +48,25 @@ TEST_F(PayloadBuffersTest, TheCacheKeepsAtMostItsBoundAndGivesEverythingBackWhen
   EXPECT_EQ(GetStats().mapped_bytes, before.mapped_bytes);
 }
 
+TEST_F(PayloadBuffersTest, AFullCacheMakesRoomForTheSizeNowBeingFreed) {
+  constexpr size_t k64K = 64 << 10;
+  std::vector<char*> big;
+  for (size_t i = 0; i < kCachedBytesMax / kMiB; ++i) big.push_back(Allocate(kMiB));
+  for (char* buffer : big) Free(buffer, kMiB);
+  ASSERT_EQ(GetStats().cached_bytes, kCachedBytesMax);  // all 1 MiB buffers
+  // The workload moves to 64 KiB writes: their buffers are kept, evicting
+  // 1 MiB ones, so the next 64 KiB write reuses one instead of mapping.
+  char* small = Allocate(k64K);
+  Free(small, k64K);
+  EXPECT_EQ(GetStats().cached_bytes, kCachedBytesMax - kMiB + k64K);
+  const uint64_t maps = GetStats().maps_total;
+  char* again = Allocate(k64K);
+  EXPECT_EQ(again, small);
+  EXPECT_EQ(GetStats().maps_total, maps);
+  Free(again, k64K);
+  EXPECT_EQ(GetStats().mapped_bytes, GetStats().cached_bytes);
+}
+
 TEST_F(PayloadBuffersTest, SmallBuffersAreNotCached) {
   char* small = Allocate(4096);
   std::memset(small, 'x', 4096);
