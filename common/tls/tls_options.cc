@@ -12,6 +12,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/tls/tls_file_mirror.h"
 
 namespace blockrepl {
 
@@ -51,6 +53,16 @@ using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
 
 FILE* OpenOrNull(const std::string& path) { return fopen(path.c_str(), "r"); }
+
+// What gRPC's watcher is given: checked copies (tls_file_mirror.h). Both
+// agents check the files at start, so this fails only if they broke since;
+// then gRPC gets the files themselves, as before the mirror.
+TlsOptions WatchedCopies(const TlsOptions& tls) {
+  absl::StatusOr<TlsOptions> copies = MirrorTlsFiles(tls);
+  if (copies.ok()) return *copies;
+  LogError("TLS files: ", copies.status().message(), " (gRPC reads them directly)");
+  return tls;
+}
 
 }  // namespace
 
@@ -119,8 +131,9 @@ absl::Status CheckTlsFiles(const TlsOptions& tls) {
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsOptions& tls,
                                                                  grpc::ChannelArguments* args) {
   if (!tls.enabled()) return grpc::InsecureChannelCredentials();
+  const TlsOptions files = WatchedCopies(tls);
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      tls.key, tls.cert, tls.ca, kRefreshSeconds);
+      files.key, files.cert, files.ca, kRefreshSeconds);
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(provider);
   options.watch_root_certs();
@@ -134,8 +147,9 @@ std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsOption
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TlsOptions& tls) {
   if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  const TlsOptions files = WatchedCopies(tls);
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      tls.key, tls.cert, tls.ca, kRefreshSeconds);
+      files.key, files.cert, files.ca, kRefreshSeconds);
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();

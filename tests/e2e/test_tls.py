@@ -14,8 +14,9 @@ Certificates come from deploy/tls/make-certs.sh: CA A signs "primary.test" and "
 3. Renewal without dropping data: under a write load, primary.test's certificate and key are
    replaced by a newly issued pair (same name, new key) and the primary gets SIGHUP: it logs the
    check, keeps replicating, and after `replctl disconnect` + `connect` (a new TLS handshake with
-   the new certificate) the pair is in sync and the stores equal. A corrupt file + SIGHUP is
-   reported as an error while the agent keeps serving.
+   the new certificate) the pair is in sync and the stores equal. A key file that is empty for a
+   moment and then corrupt (+ SIGHUP) is reported as an error, never taken: the agent keeps
+   serving, and a new handshake (disconnect + connect) still succeeds with the last good pair.
 4. Plaintext off loopback is refused at start (exit 2, names --insecure), accepted with
    --insecure with a loud warning; a partial TLS flag set and a key that does not match its
    certificate are refused with the file named.
@@ -118,13 +119,28 @@ def body(case):
     load.stop()
     H.wait_in_sync(prim, secondary=sec)
     H.assert_same_files(prim.store, sec.store)
-    (certs / "a" / "primary.test.key").write_text("garbage\n")
+    # A key file caught empty, then garbage: gRPC's watcher only ever sees the checked copies,
+    # so the agent neither takes the broken set nor dies on it (gRPC 1.51 aborted on an empty
+    # key), and a new handshake still uses the last good certificate.
+    key_file = certs / "a" / "primary.test.key"
+    good_key = key_file.read_bytes()
+    key_file.write_text("")
+    time.sleep(1.5)
+    key_file.write_text("garbage\n")
     prim.proc.popen.send_signal(signal.SIGHUP)
     H.wait_for(lambda: "not a PEM private key" in prim.proc.tail(20), 10,
                "a broken renewal is reported")
+    H.wait_for(lambda: "were not taken" in prim.proc.tail(40), 10,
+               "the watcher keeps the previous certificates")
+    r = H.replctl(prim.admin, "disconnect")
+    H.check_eq(r.returncode, 0, f"disconnect: {r.stderr}")
+    r = H.replctl(prim.admin, "connect", "--timeout", "30")
+    H.check_eq(r.returncode, 0, f"reconnect with the last good certificate: {r.stderr}")
     write_some(prim.uri, rng, 10)
     H.wait_in_sync(prim, secondary=sec)
     H.assert_same_files(prim.store, sec.store)
+    H.check(prim.proc.popen.poll() is None, "the primary is still running")
+    key_file.write_bytes(good_key)
 
     # ---- 4. start-up checks -----------------------------------------------------------------
     def start_fails(argv, code, needle):
