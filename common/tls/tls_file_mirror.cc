@@ -1,11 +1,14 @@
 #include "common/tls/tls_file_mirror.h"
 
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -94,22 +97,25 @@ class Mirror {
       }
     }
     // The very bytes that will be published pass the same check as at start.
-    TlsOptions candidate = files_;
-    candidate.cert = FdPath(fresh[0]);
-    candidate.key = FdPath(fresh[1]);
-    candidate.ca = FdPath(fresh[2]);
+    const TlsOptions candidate = AtFds(fresh);
     absl::Status checked = CheckTlsFiles(candidate);
     if (!checked.ok()) {
       close_fresh();
       // The check names the memory files; say which of the operator's it means.
       return absl::Status(checked.code(), Describe(std::string(checked.message()), candidate));
     }
+    if (published_[0] < 0) {
+      published_ = fresh;  // the first set: its numbers become the paths
+      return absl::OkStatus();
+    }
     for (size_t i = 0; i < 3; ++i) {
-      if (published_[i] < 0) {
-        published_[i] = fresh[i];  // the first set: its numbers become the paths
-      } else {
-        dup2(fresh[i], published_[i]);  // atomic: a reader sees the old set or the new
-        close(fresh[i]);
+      // Atomic: a reader sees the old file or the new. dup3, not dup2, keeps
+      // the descriptor close-on-exec.
+      const bool swapped = dup3(fresh[i], published_[i], O_CLOEXEC) >= 0;
+      close(fresh[i]);
+      if (!swapped) {
+        return absl::InternalError(absl::StrCat("cannot swap in the new TLS files: ",
+                                                strerror(errno)));
       }
     }
     return absl::OkStatus();
@@ -117,11 +123,7 @@ class Mirror {
 
   TlsOptions PublishedPaths() {
     absl::MutexLock lock(&mu_);
-    TlsOptions out = files_;
-    out.cert = FdPath(published_[0]);
-    out.key = FdPath(published_[1]);
-    out.ca = FdPath(published_[2]);
-    return out;
+    return AtFds(published_);
   }
 
   void StartWatching() {
@@ -141,6 +143,15 @@ class Mirror {
   }
 
  private:
+  // These options with their files at the memory files `fds` (cert, key, ca).
+  TlsOptions AtFds(const std::array<int, 3>& fds) const {
+    TlsOptions out = files_;
+    out.cert = FdPath(fds[0]);
+    out.key = FdPath(fds[1]);
+    out.ca = FdPath(fds[2]);
+    return out;
+  }
+
   bool Changed() {
     absl::MutexLock lock(&mu_);
     return stamps_ != std::array<FileStamp, 3>{StampOf(files_.cert), StampOf(files_.key),

@@ -10,7 +10,9 @@
 // (memfd, as /proc/self/fd/N) that only ever hold a set that passed
 // CheckTlsFiles: a watcher thread re-reads the operator's files once a
 // second, checks the new set in fresh memory files, and swaps it in with one
-// dup2 per file. A broken set is logged and the previous one stays in use.
+// dup3 per file; gRPC's own once-a-second re-read then takes it up, so a
+// renewal is in use for new handshakes within about two seconds. A broken
+// set is logged and the previous one stays in use.
 // Thread-safe; mirrors live as long as the process (gRPC reads them until it
 // exits).
 #pragma once

@@ -110,7 +110,7 @@ def body(case):
     H.wait_for(lambda: "SIGHUP: volume 'sec': certificates" in prim.proc.tail(20), 10,
                "primary logs the SIGHUP check")
     load.wait_progress(100, procs=[prim.proc, sec.proc])
-    time.sleep(1.5)  # gRPC re-reads the files within a second
+    time.sleep(2.5)  # the agent re-reads the files every second, gRPC its checked copies too
     r = H.replctl(prim.admin, "disconnect")
     H.check_eq(r.returncode, 0, f"disconnect: {r.stderr}")
     r = H.replctl(prim.admin, "connect", "--timeout", "30")
