@@ -3,6 +3,10 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include <string>
+
+#include "absl/strings/match.h"
+
 #include "absl/synchronization/mutex.h"
 #include <signal.h>
 
@@ -55,6 +59,17 @@ void TuneAllocator() {
 
 void ChooseGrpcPoller() {
   setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
+}
+
+void ChooseGrpcReadBuffers() {
+  constexpr char kExperiment[] = "tcp_read_chunks";
+  const char* current = getenv("GRPC_EXPERIMENTS");
+  std::string value = current == nullptr ? "" : current;
+  if (absl::StrContains(value, kExperiment)) return;  // the operator chose
+  if (!value.empty()) value += ",";
+  value += "-";
+  value += kExperiment;
+  setenv("GRPC_EXPERIMENTS", value.c_str(), /*overwrite=*/1);
 }
 
 }  // namespace blockrepl

@@ -28,5 +28,14 @@ void TuneAllocator();
 // these machines. Measured: 4 KiB QD 32 async +11%, CPU per GiB -12%
 // (docs/PERFORMANCE.md, round 6). Call before the first gRPC object is made.
 void ChooseGrpcPoller();
+// Turns off gRPC 1.51's "tcp_read_chunks" experiment (on by default there)
+// through GRPC_EXPERIMENTS, unless the operator's GRPC_EXPERIMENTS names it.
+// With it, each socket read lands in a list of 64 KiB buffers sized to gRPC's
+// guess of the next read, and a message keeps every buffer it touches; the
+// secondary then held about twice the replication window at 1 MiB writes
+// (peak RSS 112-136 MiB with a 64 MiB window). Without it, one buffer per read:
+// 56-60 MiB, same throughput (docs/PERFORMANCE.md, round 8). Call before the
+// first gRPC object is made.
+void ChooseGrpcReadBuffers();
 
 }  // namespace blockrepl

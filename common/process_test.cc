@@ -9,29 +9,30 @@
 namespace blockrepl {
 namespace {
 
-// Restores GRPC_POLL_STRATEGY as the test found it.
-class PollStrategyEnv {
+// Restores an environment variable as the test found it.
+class SavedEnv {
  public:
-  PollStrategyEnv() {
-    const char* value = getenv("GRPC_POLL_STRATEGY");
+  explicit SavedEnv(const char* name) : name_(name) {
+    const char* value = getenv(name);
     if (value != nullptr) saved_ = value;
     had_ = value != nullptr;
   }
-  ~PollStrategyEnv() {
+  ~SavedEnv() {
     if (had_) {
-      setenv("GRPC_POLL_STRATEGY", saved_.c_str(), 1);
+      setenv(name_, saved_.c_str(), 1);
     } else {
-      unsetenv("GRPC_POLL_STRATEGY");
+      unsetenv(name_);
     }
   }
 
  private:
+  const char* name_;
   bool had_ = false;
   std::string saved_;
 };
 
 TEST(ChooseGrpcPollerTest, PicksPerQueuePollingByDefault) {
-  PollStrategyEnv restore;
+  SavedEnv restore("GRPC_POLL_STRATEGY");
   unsetenv("GRPC_POLL_STRATEGY");
   ChooseGrpcPoller();
   ASSERT_NE(getenv("GRPC_POLL_STRATEGY"), nullptr);
@@ -39,10 +40,32 @@ TEST(ChooseGrpcPollerTest, PicksPerQueuePollingByDefault) {
 }
 
 TEST(ChooseGrpcPollerTest, LeavesTheOperatorsChoice) {
-  PollStrategyEnv restore;
+  SavedEnv restore("GRPC_POLL_STRATEGY");
   setenv("GRPC_POLL_STRATEGY", "epoll1", 1);
   ChooseGrpcPoller();
   EXPECT_STREQ(getenv("GRPC_POLL_STRATEGY"), "epoll1");
+}
+
+TEST(ChooseGrpcReadBuffersTest, TurnsTheChunkedReadsOff) {
+  SavedEnv restore("GRPC_EXPERIMENTS");
+  unsetenv("GRPC_EXPERIMENTS");
+  ChooseGrpcReadBuffers();
+  ASSERT_NE(getenv("GRPC_EXPERIMENTS"), nullptr);
+  EXPECT_STREQ(getenv("GRPC_EXPERIMENTS"), "-tcp_read_chunks");
+}
+
+TEST(ChooseGrpcReadBuffersTest, KeepsTheOperatorsOtherExperiments) {
+  SavedEnv restore("GRPC_EXPERIMENTS");
+  setenv("GRPC_EXPERIMENTS", "tcp_rcv_lowat", 1);
+  ChooseGrpcReadBuffers();
+  EXPECT_STREQ(getenv("GRPC_EXPERIMENTS"), "tcp_rcv_lowat,-tcp_read_chunks");
+}
+
+TEST(ChooseGrpcReadBuffersTest, LeavesTheOperatorsChoice) {
+  SavedEnv restore("GRPC_EXPERIMENTS");
+  setenv("GRPC_EXPERIMENTS", "tcp_read_chunks", 1);
+  ChooseGrpcReadBuffers();
+  EXPECT_STREQ(getenv("GRPC_EXPERIMENTS"), "tcp_read_chunks");
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ struct Agent {
 
 int Run(int argc, char** argv) {
   ChooseGrpcPoller();  // before any gRPC object
+  ChooseGrpcReadBuffers();
   PrimaryAgentOptions options;
   if (int code = ParsePrimaryCommandLine(argc, argv, &options); code >= 0) return code;
 

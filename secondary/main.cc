@@ -55,6 +55,7 @@ std::unique_ptr<grpc::Server> StartReplicationServer(const std::string& listen,
 
 int Run(int argc, char** argv) {
   ChooseGrpcPoller();  // before any gRPC object
+  ChooseGrpcReadBuffers();
   SecondaryAgentOptions options;
   if (int code = ParseSecondaryCommandLine(argc, argv, &options); code >= 0) return code;
 
