@@ -182,4 +182,14 @@ int FakeReplicationChannel::streams_opened() {
   return streams_;
 }
 
+int FakeReplicationChannel::connections_dropped() {
+  absl::MutexLock lock(&mu_);
+  return connections_dropped_;
+}
+
+void FakeReplicationChannel::DropConnection() {
+  absl::MutexLock lock(&mu_);
+  connections_dropped_++;
+}
+
 }  // namespace blockrepl

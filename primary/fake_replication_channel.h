@@ -42,6 +42,9 @@ class FakeReplicationChannel : public ReplicationChannel {
   // Breaks the live stream as a dying secondary would.
   void Break();
   int streams_opened();
+  // DropConnection calls (a new transport connection for the next Open).
+  int connections_dropped();
+  void DropConnection() override;
 
  private:
   class Stream;
@@ -56,6 +59,7 @@ class FakeReplicationChannel : public ReplicationChannel {
   bool held_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<replication::SecondaryMessage> to_primary_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  int connections_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;  // the live stream's Wake
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
 };

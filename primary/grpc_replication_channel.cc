@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/tls/tls_options.h"
 #include "common/wire/stream_codec.h"
 
 namespace blockrepl {
@@ -142,6 +143,12 @@ class GrpcReplicationStream : public ReplicationStream {
   }
 
   void Cancel() override { context_.TryCancel(); }
+
+  std::string PeerCertificate() override {
+    std::shared_ptr<const grpc::AuthContext> auth = context_.auth_context();
+    if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+    return DescribePeerCertificate(*auth);
+  }
 
   std::string FinishReason() override {
     if (finished_) return "";
@@ -276,42 +283,68 @@ class GrpcReplicationChannel : public ReplicationChannel {
                             "the address, the firewall, and that both certificates chain to the "
                             "other side's --tls-ca)"
                           : " (no route, nothing listening, or the secondary requires TLS)") {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    args.SetMaxSendMessageSize(64 << 20);
+    args_.SetMaxReceiveMessageSize(64 << 20);
+    args_.SetMaxSendMessageSize(64 << 20);
     // Dead-peer detection on a silent link: ping every third of the peer
     // timeout, give up after another third.
     const int third_ms = static_cast<int>(
         std::max<int64_t>(1000, absl::ToInt64Milliseconds(peer_timeout) / 3));
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, third_ms);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, third_ms);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-    std::shared_ptr<grpc::ChannelCredentials> credentials = MakeChannelCredentials(tls, &args);
-    channel_ = grpc::CreateCustomChannel(target, credentials, args);
-    stub_ = std::make_unique<grpc::GenericStub>(channel_);
+    args_.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, third_ms);
+    args_.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, third_ms);
+    args_.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args_.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args_.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args_.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+    args_.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+    // The connection belongs to this channel alone, so dropping the channel
+    // closes it (gRPC's global pool would hand a new channel the old one).
+    args_.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    credentials_ = MakeChannelCredentials(tls, &args_);
+    absl::MutexLock lock(&mu_);
+    NewChannelLocked();
   }
 
   absl::StatusOr<std::unique_ptr<ReplicationStream>> Open(absl::Duration timeout) override {
+    std::shared_ptr<grpc::Channel> channel;
+    std::shared_ptr<grpc::GenericStub> stub;
+    {
+      absl::MutexLock lock(&mu_);
+      channel = channel_;
+      stub = stub_;
+    }
     auto deadline = std::chrono::system_clock::now() +
                     std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout));
-    if (!channel_->WaitForConnected(deadline)) {
+    if (!channel->WaitForConnected(deadline)) {
       return absl::UnavailableError(
           absl::StrCat("cannot connect to secondary at ", target_, failure_hint_));
     }
-    return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(stub_.get()));
+    // The call keeps its channel alive; the stub is only needed to start it.
+    return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(stub.get()));
+  }
+
+  void DropConnection() override {
+    absl::MutexLock lock(&mu_);
+    NewChannelLocked();
   }
 
   std::string peer() const override { return target_; }
 
  private:
+  void NewChannelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stub_.reset();
+    channel_ = grpc::CreateCustomChannel(target_, credentials_, args_);
+    stub_ = std::make_shared<grpc::GenericStub>(channel_);
+  }
+
   const std::string target_;
   const std::string failure_hint_;  // what "cannot connect" may mean with these credentials
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<grpc::GenericStub> stub_;  // for Replication.Stream, untyped
+  // Constant after construction.
+  grpc::ChannelArguments args_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+
+  absl::Mutex mu_;
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<grpc::GenericStub> stub_ ABSL_GUARDED_BY(mu_);  // Replication.Stream, untyped
 };
 
 }  // namespace

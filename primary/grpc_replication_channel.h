@@ -1,6 +1,7 @@
 // gRPC implementation of ReplicationChannel: one long-lived grpc::Channel to
-// the secondary (gRPC reconnects it with its own backoff) and a new
-// bidirectional Replication.Stream per Open(). Thread-safe.
+// the secondary (gRPC reconnects it with its own backoff; DropConnection
+// replaces it) and a new bidirectional Replication.Stream per Open().
+// Thread-safe.
 #pragma once
 
 #include <memory>

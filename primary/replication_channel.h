@@ -65,6 +65,9 @@ class ReplicationStream {
   virtual void Cancel() = 0;
   // Why the stream ended, once it has ("" if unknown). Call once.
   virtual std::string FinishReason() = 0;
+  // The certificate the secondary presented, for the log (tls_options.h:
+  // DescribePeerCertificate); "" over plaintext. After the handshake.
+  virtual std::string PeerCertificate() { return ""; }
 };
 
 class ReplicationChannel {
@@ -73,6 +76,11 @@ class ReplicationChannel {
   // Waits up to `timeout` for the transport to connect, then opens a stream.
   virtual absl::StatusOr<std::unique_ptr<ReplicationStream>> Open(absl::Duration timeout) = 0;
   virtual std::string peer() const = 0;
+  // Closes the connection under the streams (once they have ended), so the
+  // next Open connects anew: a new TLS handshake, with the certificates in
+  // force now. An operator's disconnect does this; a broken stream does not
+  // (the transport reconnects by itself).
+  virtual void DropConnection() {}
 };
 
 }  // namespace blockrepl

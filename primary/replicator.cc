@@ -134,6 +134,14 @@ void Replicator::ManagerLoop() {
   std::mt19937_64 rng(std::random_device{}());
   absl::Duration backoff = options_.min_backoff;
   while (true) {
+    bool parked;
+    {
+      absl::MutexLock lock(&mu_);
+      parked = operator_disconnected_ && !stopping_;
+    }
+    // The operator's connect then makes a new handshake: how an operator puts
+    // a renewed certificate to use (or proves it) without a restart.
+    if (parked) channel_->DropConnection();
     {
       absl::MutexLock lock(&mu_);
       if (operator_disconnected_ && !stopping_) {
@@ -350,8 +358,10 @@ std::unique_ptr<ReplicationStream> Replicator::Connect() {
   broken_reason_.clear();
   writes_since_barrier_ = 0;
   state_ = ConnectionState::kConnected;
+  const std::string certificate = stream->PeerCertificate();
   LogInfo("connected to secondary ", channel_->peer(), " (volume ", options_.volume,
-          ", continuing after seq ", hr.last_applied_seq(), ")");
+          ", continuing after seq ", hr.last_applied_seq(),
+          certificate.empty() ? "" : ", its certificate: ", certificate, ")");
   return stream;
 }
 

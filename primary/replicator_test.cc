@@ -212,6 +212,28 @@ TEST_F(ReplicatorTest, BrokenStreamMarksUnackedChunksNeedsSyncAndReconnects) {
   EXPECT_EQ(bitmap_.NextNeedsSync(0), 2u);
 }
 
+// An operator's disconnect drops the transport connection, so the connect
+// after it makes a new TLS handshake (a renewed certificate goes in use); a
+// stream that merely broke keeps it (gRPC reconnects the transport itself).
+TEST_F(ReplicatorTest, OnlyAnOperatorDisconnectDropsTheConnection) {
+  StartConnected(BaseOptions());
+  channel_.Break();
+  for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+  ASSERT_EQ(channel_.streams_opened(), 2);
+  EXPECT_EQ(channel_.connections_dropped(), 0);
+
+  replicator_->SetOperatorDisconnected(true);
+  for (int i = 0; i < 500 && channel_.connections_dropped() < 1; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(channel_.connections_dropped(), 1);
+  EXPECT_EQ(channel_.streams_opened(), 2);
+
+  replicator_->SetOperatorDisconnected(false);
+  for (int i = 0; i < 500 && channel_.streams_opened() < 3; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(channel_.streams_opened(), 3);
+  EXPECT_EQ(channel_.connections_dropped(), 1);
+}
+
 TEST_F(ReplicatorTest, SubmitWhileDisconnectedOnlyMarksTheBitmap) {
   channel_.SetReachable(false);
   Start(BaseOptions());

@@ -3,13 +3,17 @@
 #include <arpa/inet.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
 #include <cstdio>
+#include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -164,6 +168,37 @@ bool PeerCertificateNames(const grpc::AuthContext& auth, const std::string& name
     }
   }
   return false;
+}
+
+absl::StatusOr<std::string> DescribeCertificate(std::string_view pem) {
+  using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (bio == nullptr) return absl::InternalError(OpenSslError());
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("not a PEM certificate: ", OpenSslError()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  if (X509_digest(cert.get(), EVP_sha256(), digest, &digest_size) != 1) {
+    return absl::InternalError(OpenSslError());
+  }
+  std::string fingerprint;
+  for (unsigned int i = 0; i < digest_size; ++i) {
+    absl::StrAppend(&fingerprint, i == 0 ? "" : ":", absl::Hex(digest[i], absl::kZeroPad2));
+  }
+  char subject[256] = "";
+  X509_NAME_oneline(X509_get_subject_name(cert.get()), subject, sizeof(subject));
+  return absl::StrCat("subject ", subject, ", SHA-256 fingerprint ",
+                      absl::AsciiStrToUpper(fingerprint));
+}
+
+std::string DescribePeerCertificate(const grpc::AuthContext& auth) {
+  std::vector<grpc::string_ref> pem = auth.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) return "";
+  absl::StatusOr<std::string> description =
+      DescribeCertificate(std::string_view(pem.front().data(), pem.front().size()));
+  return description.ok() ? *description : std::string(description.status().message());
 }
 
 std::string DescribeTransport(const TlsOptions& tls, const std::string& address) {

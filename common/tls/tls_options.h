@@ -12,8 +12,10 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace blockrepl {
 
@@ -49,6 +51,14 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TlsOptions&
 // Whether the authenticated peer of a call presents a certificate naming
 // `name` (a DNS/IP subject alternative name, or the common name).
 bool PeerCertificateNames(const grpc::AuthContext& auth, const std::string& name);
+
+// "subject CN=..., SHA-256 fingerprint AB:CD:..." of a PEM certificate, the
+// fingerprint as `openssl x509 -noout -fingerprint -sha256` prints it, so an
+// operator can tell which of two certificates with the same name (before and
+// after a renewal) a peer presented.
+absl::StatusOr<std::string> DescribeCertificate(std::string_view pem);
+// The same for the authenticated peer of a call; empty if it presented none.
+std::string DescribePeerCertificate(const grpc::AuthContext& auth);
 
 // One-line description for the startup log ("mutual TLS (cert ..., CA ...)"
 // or a loud plaintext warning).

@@ -13,10 +13,11 @@ Certificates come from deploy/tls/make-certs.sh: CA A signs "primary.test" and "
    "wrong volume". Each time the secondary's applied_seq and its store do not change.
 3. Renewal without dropping data: under a write load, primary.test's certificate and key are
    replaced by a newly issued pair (same name, new key) and the primary gets SIGHUP: it logs the
-   check, keeps replicating, and after `replctl disconnect` + `connect` (a new TLS handshake with
-   the new certificate) the pair is in sync and the stores equal. A key file that is empty for a
+   check, keeps replicating, and after `replctl disconnect` + `connect` (a new TLS handshake) the
+   secondary logs the renewed certificate's SHA-256 fingerprint (the old and the new one carry the
+   same name), and the pair is in sync and the stores equal. A key file that is empty for a
    moment and then corrupt (+ SIGHUP) is reported as an error, never taken: the agent keeps
-   serving, and a new handshake (disconnect + connect) still succeeds with the last good pair.
+   serving, and a new handshake (disconnect + connect) still presents the last good certificate.
 4. Plaintext off loopback is refused at start (exit 2, names --insecure), accepted with
    --insecure with a loud warning; a partial TLS flag set and a key that does not match its
    certificate are refused with the file named.
@@ -39,6 +40,19 @@ def tls_flags(certs, name, peer=None, ca="a"):
     flags = [f"--tls-cert={certs}/{ca}/{name}.crt", f"--tls-key={certs}/{ca}/{name}.key",
              f"--tls-ca={certs}/{ca}/ca.crt"]
     return flags + ([f"--peer-name={peer}"] if peer else [])
+
+
+def fingerprint(cert):
+    """The SHA-256 fingerprint as openssl prints it (AB:CD:...)."""
+    out = H.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", cert]).stdout
+    return out.strip().split("=", 1)[1]
+
+
+def presented(sec, cert):
+    """How many handshakes the secondary logged with exactly this certificate of the primary."""
+    fp = fingerprint(cert)
+    return sum(1 for line in sec.proc.tail(100000).splitlines()
+               if "presented certificate" in line and fp in line)
 
 
 def write_some(uri, rng, n=40):
@@ -68,6 +82,10 @@ def body(case):
     H.assert_same_files(prim.store, sec.store)
     for agent in (prim, sec):
         H.check("replication over mutual TLS" in agent.proc.tail(50), f"{agent.name} logs TLS")
+    H.check(presented(sec, certs / "a" / "primary.test.crt") >= 1,
+            "the secondary logs which certificate the primary presented")
+    H.check(fingerprint(certs / "a" / "secondary.test.crt") in prim.proc.tail(100000),
+            "the primary logs which certificate the secondary presented")
     prim.stop()
 
     # ---- 2. wrong peers -----------------------------------------------------------------------
@@ -102,10 +120,14 @@ def body(case):
         shutil.copy(certs / "a" / f, renewed / f)
     H.run([MAKE_CERTS, renewed, "primary.test,IP:127.0.0.1"])
     old_cert = (certs / "a" / "primary.test.crt").read_bytes()
+    old_fingerprint = fingerprint(certs / "a" / "primary.test.crt")
     for f in ("primary.test.key", "primary.test.crt"):
         shutil.copy(renewed / f, certs / "a" / (f + ".new"))
         os.replace(certs / "a" / (f + ".new"), certs / "a" / f)
     H.check((certs / "a" / "primary.test.crt").read_bytes() != old_cert, "certificate replaced")
+    renewed_cert = renewed / "primary.test.crt"
+    H.check(fingerprint(renewed_cert) != old_fingerprint, "the renewal is another certificate")
+    H.check_eq(presented(sec, renewed_cert), 0, "the renewed certificate before any handshake")
     prim.proc.popen.send_signal(signal.SIGHUP)
     H.wait_for(lambda: "SIGHUP: volume 'sec': certificates" in prim.proc.tail(20), 10,
                "primary logs the SIGHUP check")
@@ -115,6 +137,10 @@ def body(case):
     H.check_eq(r.returncode, 0, f"disconnect: {r.stderr}")
     r = H.replctl(prim.admin, "connect", "--timeout", "30")
     H.check_eq(r.returncode, 0, f"connect with the renewed certificate: {r.stderr}")
+    # Both certificates name primary.test and come from one CA, so only the fingerprint shows
+    # that the new handshake used the renewed one.
+    H.wait_for(lambda: presented(sec, renewed_cert) >= 1, 10,
+               "the secondary saw the renewed certificate", procs=[prim.proc, sec.proc])
     load.wait_progress(100, procs=[prim.proc, sec.proc])
     load.stop()
     H.wait_in_sync(prim, secondary=sec)
@@ -123,6 +149,7 @@ def body(case):
     # so the agent neither takes the broken set nor dies on it (gRPC 1.51 aborted on an empty
     # key), and a new handshake still uses the last good certificate.
     key_file = certs / "a" / "primary.test.key"
+    handshakes_with_renewed = presented(sec, renewed_cert)
     good_key = key_file.read_bytes()
     key_file.write_text("")
     time.sleep(1.5)
@@ -136,6 +163,9 @@ def body(case):
     H.check_eq(r.returncode, 0, f"disconnect: {r.stderr}")
     r = H.replctl(prim.admin, "connect", "--timeout", "30")
     H.check_eq(r.returncode, 0, f"reconnect with the last good certificate: {r.stderr}")
+    H.wait_for(lambda: presented(sec, renewed_cert) > handshakes_with_renewed, 10,
+               "the new handshake presented the last good (renewed) certificate",
+               procs=[prim.proc, sec.proc])
     write_some(prim.uri, rng, 10)
     H.wait_in_sync(prim, secondary=sec)
     H.assert_same_files(prim.store, sec.store)
