@@ -1,14 +1,13 @@
 #include "common/process.h"
 
 #include <malloc.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include <string>
 
 #include "absl/strings/match.h"
-
 #include "absl/synchronization/mutex.h"
-#include <signal.h>
 
 namespace blockrepl {
 namespace {
