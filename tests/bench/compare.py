@@ -76,13 +76,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(pred, timeout, what):
+def wait_for(pred, timeout, what, poll=0.1):
     deadline = time.time() + timeout
     while time.time() < deadline:
         v = pred()
         if v:
             return v
-        time.sleep(0.1)
+        time.sleep(poll)
     raise SystemExit(f"bench: timed out waiting for {what}")
 
 
