@@ -144,11 +144,7 @@ class GrpcReplicationStream : public ReplicationStream {
 
   void Cancel() override { context_.TryCancel(); }
 
-  std::string PeerCertificate() override {
-    std::shared_ptr<const grpc::AuthContext> auth = context_.auth_context();
-    if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
-    return DescribePeerCertificate(*auth);
-  }
+  std::string PeerCertificate() override { return DescribePeerCertificate(context_.auth_context()); }
 
   std::string FinishReason() override {
     if (finished_) return "";
@@ -300,17 +296,14 @@ class GrpcReplicationChannel : public ReplicationChannel {
     // closes it (gRPC's global pool would hand a new channel the old one).
     args_.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     credentials_ = MakeChannelCredentials(tls, &args_);
-    absl::MutexLock lock(&mu_);
-    NewChannelLocked();
+    channel_ = NewChannel();
   }
 
   absl::StatusOr<std::unique_ptr<ReplicationStream>> Open(absl::Duration timeout) override {
     std::shared_ptr<grpc::Channel> channel;
-    std::shared_ptr<grpc::GenericStub> stub;
     {
       absl::MutexLock lock(&mu_);
       channel = channel_;
-      stub = stub_;
     }
     auto deadline = std::chrono::system_clock::now() +
                     std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout));
@@ -319,21 +312,21 @@ class GrpcReplicationChannel : public ReplicationChannel {
           absl::StrCat("cannot connect to secondary at ", target_, failure_hint_));
     }
     // The call keeps its channel alive; the stub is only needed to start it.
-    return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(stub.get()));
+    grpc::GenericStub stub(channel);
+    return std::unique_ptr<ReplicationStream>(new GrpcReplicationStream(&stub));
   }
 
   void DropConnection() override {
+    std::shared_ptr<grpc::Channel> channel = NewChannel();
     absl::MutexLock lock(&mu_);
-    NewChannelLocked();
+    channel_ = std::move(channel);
   }
 
   std::string peer() const override { return target_; }
 
  private:
-  void NewChannelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    stub_.reset();
-    channel_ = grpc::CreateCustomChannel(target_, credentials_, args_);
-    stub_ = std::make_shared<grpc::GenericStub>(channel_);
+  std::shared_ptr<grpc::Channel> NewChannel() const {
+    return grpc::CreateCustomChannel(target_, credentials_, args_);
   }
 
   const std::string target_;
@@ -344,7 +337,6 @@ class GrpcReplicationChannel : public ReplicationChannel {
 
   absl::Mutex mu_;
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<grpc::GenericStub> stub_ ABSL_GUARDED_BY(mu_);  // Replication.Stream, untyped
 };
 
 }  // namespace

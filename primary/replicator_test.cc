@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -19,6 +20,11 @@ using replication::Op;
 
 constexpr uint32_t kChunk = 64 << 10;
 constexpr int kNoNagle = 1 << 20;
+
+// Polls `done` every 10 ms for up to 5 s; the caller asserts on what it then sees.
+void PollFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 500 && !done(); ++i) absl::SleepFor(absl::Milliseconds(10));
+}
 
 class ReplicatorTest : public ::testing::Test {
  protected:
@@ -185,7 +191,7 @@ TEST_F(ReplicatorTest, WhenReachedReportsALostStreamOnce) {
   replicator_->WhenReached(ticket, Replicator::WaitFor::kDurable, count);
   ASSERT_TRUE(channel_.WaitForOps(1, absl::Seconds(5)));
   channel_.Break();
-  for (int i = 0; i < 500 && lost.load() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  PollFor([&] { return lost.load() >= 2; });
   EXPECT_EQ(lost.load(), 2);
   EXPECT_EQ(reached.load(), 0);
   // A ticket of the lost stream, asked about afterwards: at once, not reached.
@@ -206,7 +212,7 @@ TEST_F(ReplicatorTest, BrokenStreamMarksUnackedChunksNeedsSyncAndReconnects) {
   absl::SleepFor(absl::Milliseconds(20));
   channel_.Break();
   // Reconnects by itself; chunk 2 must be resynced.
-  for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  PollFor([&] { return channel_.streams_opened() >= 2; });
   EXPECT_GE(channel_.streams_opened(), 2);
   EXPECT_EQ(bitmap_.counts().needs_sync_chunks, 1u);
   EXPECT_EQ(bitmap_.NextNeedsSync(0), 2u);
@@ -218,18 +224,18 @@ TEST_F(ReplicatorTest, BrokenStreamMarksUnackedChunksNeedsSyncAndReconnects) {
 TEST_F(ReplicatorTest, OnlyAnOperatorDisconnectDropsTheConnection) {
   StartConnected(BaseOptions());
   channel_.Break();
-  for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  PollFor([&] { return channel_.streams_opened() >= 2; });
   ASSERT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
   ASSERT_EQ(channel_.streams_opened(), 2);
   EXPECT_EQ(channel_.connections_dropped(), 0);
 
   replicator_->SetOperatorDisconnected(true);
-  for (int i = 0; i < 500 && channel_.connections_dropped() < 1; ++i) absl::SleepFor(absl::Milliseconds(10));
+  PollFor([&] { return channel_.connections_dropped() >= 1; });
   EXPECT_EQ(channel_.connections_dropped(), 1);
   EXPECT_EQ(channel_.streams_opened(), 2);
 
   replicator_->SetOperatorDisconnected(false);
-  for (int i = 0; i < 500 && channel_.streams_opened() < 3; ++i) absl::SleepFor(absl::Milliseconds(10));
+  PollFor([&] { return channel_.streams_opened() >= 3; });
   EXPECT_EQ(channel_.streams_opened(), 3);
   EXPECT_EQ(channel_.connections_dropped(), 1);
 }
@@ -241,9 +247,7 @@ TEST_F(ReplicatorTest, SubmitWhileDisconnectedOnlyMarksTheBitmap) {
   EXPECT_EQ(t.seq, 0u);
   EXPECT_FALSE(replicator_->Wait(t, Replicator::WaitFor::kApplied));
   EXPECT_EQ(bitmap_.NextNeedsSync(0), 3u);
-  for (int i = 0; i < 500 && replicator_->snapshot().last_error.empty(); ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  PollFor([&] { return !replicator_->snapshot().last_error.empty(); });
   EXPECT_NE(replicator_->snapshot().last_error.find("unreachable"), std::string::npos);
 }
 
@@ -266,7 +270,7 @@ TEST_F(ReplicatorTest, RefusedHandshakeIsReportedAndRetried) {
   reply.set_error("volume mismatch: 'a' vs 'b'");
   channel_.SetHelloReply(reply);
   Start(BaseOptions());
-  for (int i = 0; i < 500 && channel_.streams_opened() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+  PollFor([&] { return channel_.streams_opened() >= 2; });
   EXPECT_GE(channel_.streams_opened(), 2);
   EXPECT_NE(replicator_->snapshot().last_error.find("volume mismatch"), std::string::npos);
   EXPECT_EQ(replicator_->live_connection(), 0u);

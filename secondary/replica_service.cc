@@ -189,13 +189,10 @@ ReplicaService::Admission ReplicaService::Admit(grpc::ServerContextBase* context
   }
   // Which certificate it was, not only its name: after a renewal both the old
   // and the new one name the primary, and the operator wants to see the new.
-  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
-  if (auth != nullptr && auth->IsPeerAuthenticated()) {
-    const std::string certificate = DescribePeerCertificate(*auth);
-    if (!certificate.empty()) {
-      LogInfo("volume '", volume, "': primary ", context->peer(), " presented certificate ",
-              certificate);
-    }
+  const std::string certificate = DescribePeerCertificate(context->auth_context());
+  if (!certificate.empty()) {
+    LogInfo("volume '", volume, "': primary ", context->peer(), " presented certificate ",
+            certificate);
   }
   admission.applier = applier;
   return admission;

@@ -193,8 +193,9 @@ absl::StatusOr<std::string> DescribeCertificate(std::string_view pem) {
                       absl::AsciiStrToUpper(fingerprint));
 }
 
-std::string DescribePeerCertificate(const grpc::AuthContext& auth) {
-  std::vector<grpc::string_ref> pem = auth.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+std::string DescribePeerCertificate(const std::shared_ptr<const grpc::AuthContext>& auth) {
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pem.empty()) return "";
   absl::StatusOr<std::string> description =
       DescribeCertificate(std::string_view(pem.front().data(), pem.front().size()));

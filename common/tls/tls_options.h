@@ -57,8 +57,9 @@ bool PeerCertificateNames(const grpc::AuthContext& auth, const std::string& name
 // operator can tell which of two certificates with the same name (before and
 // after a renewal) a peer presented.
 absl::StatusOr<std::string> DescribeCertificate(std::string_view pem);
-// The same for the authenticated peer of a call; empty if it presented none.
-std::string DescribePeerCertificate(const grpc::AuthContext& auth);
+// The same for the peer of a call; empty unless it was authenticated by a
+// certificate (plaintext, or no auth context).
+std::string DescribePeerCertificate(const std::shared_ptr<const grpc::AuthContext>& auth);
 
 // One-line description for the startup log ("mutual TLS (cert ..., CA ...)"
 // or a loud plaintext warning).

@@ -96,14 +96,14 @@ class Writer:
             items = dict(self.acked)
             unacked = {offset: list(tries) for offset, tries in self.unacked.items()}
         for offset, data in items.items():
+            if H.pread(store, offset, len(data)) == data:
+                continue
             tries = unacked.get(offset, [])
-            landed = [d for d in tries if H.pread(store, offset, len(d)) == d]
-            H.check(H.pread(store, offset, len(data)) == data or landed,
+            H.check(any(H.pread(store, offset, len(d)) == d for d in tries),
                     f"{what}: acknowledged write at {offset} ({len(data)} bytes) lost "
                     f"({len(tries)} failed writes tried there since, none of them found either)")
-            if landed:
-                H.log(f"{what}: slot at {offset} holds a write that failed after the acknowledged "
-                      f"one (allowed: a failed write may land)")
+            H.log(f"{what}: slot at {offset} holds a write that failed after the acknowledged "
+                  f"one (allowed: a failed write may land)")
         return len(items)
 
 
