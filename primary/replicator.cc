@@ -9,7 +9,7 @@
 #include "common/completion_batch.h"
 #include "common/log.h"
 #include "common/thread_name.h"
-#include "xxhash.h"
+#include "common/xxh3.h"
 
 namespace blockrepl {
 

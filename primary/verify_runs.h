@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "xxhash.h"
+#include "common/xxh3.h"
 
 namespace blockrepl {
 

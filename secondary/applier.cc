@@ -6,7 +6,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/thread_name.h"
-#include "xxhash.h"
+#include "common/xxh3.h"
 
 namespace blockrepl {
 

@@ -1,6 +1,7 @@
 #include "secondary/applier.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <functional>
@@ -8,12 +9,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-
-#include "xxhash.h"
-#include <unistd.h>
-
 #include "common/mem_block_device.h"
 #include "common/test_temp_dir.h"
+#include "common/xxh3.h"
 
 namespace blockrepl {
 namespace {

@@ -3,12 +3,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <cstring>
 
 #include "common/bitmap/write_intent_bitmap.h"
 #include "common/test_temp_dir.h"
+#include "common/xxh3.h"
 
 namespace blockrepl {
 namespace {

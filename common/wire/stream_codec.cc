@@ -5,8 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/payload_buffers.h"
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per payload
-#include "xxhash.h"
+#include "common/xxh3.h"
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "xxhash.h"
+#include "common/xxh3.h"
 
 namespace blockrepl {
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "xxhash.h"
+#include "common/xxh3.h"
 
 #include "common/bitmap/bitmap_file.h"
 #include "common/log.h"
