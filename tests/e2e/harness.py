@@ -551,10 +551,12 @@ def brief(st):
 # WAN proxy
 
 
+# The cap is ratecap.py rather than TOOLING.md's `pv -L`: pv banks up to 5 s of its rate while
+# the link is idle and then passes that much at once (see ratecap.py).
 _WAN_SH = """#!/bin/sh
 # wan.sh ONE_WAY_MS HOST PORT [RATE]: one connection's pipe, delayed both ways, optionally capped.
 if [ -n "$4" ]; then
-  exec sh -c "delay -b 64m $1 | pv -q -L $4 | socat - TCP:$2:$3,nodelay | delay -b 64m $1"
+  exec sh -c "delay -b 64m $1 | RATECAP $4 | socat - TCP:$2:$3,nodelay | delay -b 64m $1"
 else
   exec sh -c "delay -b 64m $1 | socat - TCP:$2:$3,nodelay | delay -b 64m $1"
 fi
@@ -563,14 +565,14 @@ fi
 
 class Wan:
     """A TCP proxy on 127.0.0.1:.port to 127.0.0.1:dest_port adding `one_way_ms` each way
-    (socat + delay; TOOLING.md), optionally capped to `rate` (pv -L syntax, e.g. "100m").
+    (socat + delay; TOOLING.md), optionally capped to `rate` (ratecap.py; pv -L syntax, e.g. "100m").
     `cut()` kills the proxy's process group (all connections drop); `restore()` listens again
     on the same port. Logs go to the current test's dir (or `logdir`)."""
 
     _n = 0
 
     def __init__(self, one_way_ms, dest_port, rate=None, logdir=None):
-        require_tools("socat", "delay", *(["pv"] if rate else []))
+        require_tools("socat", "delay")
         Wan._n += 1
         self.one_way_ms, self.dest_port, self.rate = one_way_ms, dest_port, rate
         self.dir = Path(logdir or (_CURRENT_CASE.dir if _CURRENT_CASE else
@@ -578,7 +580,8 @@ class Wan:
         self.name = f"wan{Wan._n}"
         self.script = self.dir / "wan.sh"
         if not self.script.exists():
-            self.script.write_text(_WAN_SH)
+            ratecap = f"{sys.executable} {Path(__file__).resolve().parent / 'ratecap.py'}"
+            self.script.write_text(_WAN_SH.replace("RATECAP", ratecap))
             self.script.chmod(0o755)
         self.port = free_port()
         self.proc = None

@@ -2,7 +2,7 @@
 """--on-congestion=pull-ahead: a congested link no longer stalls clients; the resync catches up.
 
 A pair whose primary reaches the secondary through the WAN helper (socat + delay 5 ms each way,
-capped at 2 MiB/s by pv), with a small window (--async=16, --max-inflight-bytes=1M),
+capped at 2 MiB/s by ratecap.py), with a small window (--async=16, --max-inflight-bytes=1M),
 --on-congestion=pull-ahead --congestion-timeout=0.2 and an in-memory bitmap. 8 MiB of 64 KiB
 writes through NBD would take ~4 s at the link's rate if clients had to wait for it; with
 pull-ahead they complete in under 2 s: the primary reports ahead episodes and marked writes,
