@@ -8,7 +8,8 @@
 #   scripts/demo.sh stop     stop both (by PID, SIGTERM then SIGKILL)
 #
 # Env: DEMO_DIR (default ./var), DEMO_SIZE (1G), DEMO_NBD_PORT (10809), DEMO_REPL_PORT (10810),
-#      DEMO_VOLUME (demo), DEMO_SKIP_BUILD=1 (use existing binaries).
+#      DEMO_VOLUME (demo), DEMO_SKIP_BUILD=1 (use existing binaries), DEMO_BIN (their directory,
+#      default build/bin; tests/e2e/test_demo_script.py points it at the build under test).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -17,7 +18,7 @@ SIZE=${DEMO_SIZE:-1G}
 NBD_PORT=${DEMO_NBD_PORT:-10809}
 REPL_PORT=${DEMO_REPL_PORT:-10810}
 VOLUME=${DEMO_VOLUME:-demo}
-BIN=$ROOT/build/bin
+BIN=${DEMO_BIN:-$ROOT/build/bin}
 PY=/usr/bin/python3                    # Debian's, has the nbd module
 export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH   # nbdsh needs Debian's python3 first
 
@@ -148,6 +149,16 @@ primary_args=(--volume="$VOLUME" --store="$VAR/primary.img" --secondary="127.0.0
 [[ -n $new_pair ]] && primary_args+=(--assume-clean)
 nohup "$BIN/repl-primary" "${primary_args[@]}" >>"$VAR/primary.log" 2>&1 </dev/null &
 echo $! >"$VAR/primary.pid"
+# $! is the forked shell until it has exec'd nohup and nohup the agent: until then its cmdline is
+# this script's, and running_pid would call a starting agent dead.
+wait_exec() {
+  local i
+  for ((i = 0; i < 50; i++)); do
+    running_pid "$1" >/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
 echo "started repl-secondary (pid $(<"$VAR/secondary.pid")) and repl-primary (pid $(<"$VAR/primary.pid"))"
 
 fail() {
@@ -170,17 +181,21 @@ wait_in_sync() {
     sleep 0.2
   done
 }
+wait_exec secondary || fail "repl-secondary did not start"
+wait_exec primary || fail "repl-primary did not start"
 wait_in_sync 120
 echo "pair is in_sync"
 
 # Self-check through NBD: write, read back, flush; then the replica must match.
 nbdsh -u "$URI" -c '
-data = (b"blockrepl demo self-check " * 40330)[:1048576]
-h.pwrite(data, 512 * 1024 * 1024, flags=nbd.CMD_FLAG_FUA)
-assert h.pread(len(data), 512 * 1024 * 1024) == data
+size = h.get_size()
+data = (b"blockrepl demo self-check " * 40330)[:min(1048576, size)]
+offset = (size - len(data)) // 2 // 4096 * 4096   # the middle of the volume, whatever DEMO_SIZE
+h.pwrite(data, offset, flags=nbd.CMD_FLAG_FUA)
+assert h.pread(len(data), offset) == data
 h.flush()
 ' || fail "nbdsh self-check against $URI failed"
 wait_in_sync 60
 cmp "$VAR/primary.img" "$VAR/secondary.img" || fail "the stores differ after in_sync"
-echo "self-check: wrote 1 MB through NBD; both stores are identical"
+echo "self-check: wrote up to 1 MiB through NBD; both stores are identical"
 print_usage_info

@@ -143,14 +143,16 @@ def parse_size(s):
     return int(s)
 
 
-def run(argv, timeout=60, check_rc=True, input=None, quiet=False):
-    """Run a short command; log it; return CompletedProcess (text)."""
+def run(argv, timeout=60, check_rc=True, input=None, quiet=False, env=None):
+    """Run a short command; log it; return CompletedProcess (text). `env`: the whole environment
+    (default: this process's)."""
     argv = [str(a) for a in argv]
     if not quiet:
         log("$ " + " ".join(argv))
     try:
         r = subprocess.run(argv, stdin=subprocess.DEVNULL if input is None else None,
-                           input=input, capture_output=True, text=True, timeout=timeout)
+                           input=input, capture_output=True, text=True, timeout=timeout,
+                           env=env)
     except subprocess.TimeoutExpired as e:
         raise Fail(f"command timed out after {timeout}s: {' '.join(argv)}\n"
                    f"stdout: {e.stdout}\nstderr: {e.stderr}")
