@@ -39,6 +39,17 @@ running_pid() {
   echo "$pid"
 }
 
+# Waits up to 5 s for running_pid NAME: right after `nohup ... &`, $! is the forked shell until it
+# has exec'd nohup and nohup the agent, so its cmdline is still this script's.
+wait_exec() {
+  local i
+  for ((i = 0; i < 50; i++)); do
+    running_pid "$1" >/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 stop_one() {
   local name=$1 pid i
   if pid=$(running_pid "$name"); then
@@ -149,16 +160,6 @@ primary_args=(--volume="$VOLUME" --store="$VAR/primary.img" --secondary="127.0.0
 [[ -n $new_pair ]] && primary_args+=(--assume-clean)
 nohup "$BIN/repl-primary" "${primary_args[@]}" >>"$VAR/primary.log" 2>&1 </dev/null &
 echo $! >"$VAR/primary.pid"
-# $! is the forked shell until it has exec'd nohup and nohup the agent: until then its cmdline is
-# this script's, and running_pid would call a starting agent dead.
-wait_exec() {
-  local i
-  for ((i = 0; i < 50; i++)); do
-    running_pid "$1" >/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 echo "started repl-secondary (pid $(<"$VAR/secondary.pid")) and repl-primary (pid $(<"$VAR/primary.pid"))"
 
 fail() {

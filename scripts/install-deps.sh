@@ -9,10 +9,10 @@ export DEBIAN_FRONTEND=noninteractive
 BUILD_DEPS=(cmake ninja-build pkg-config g++ ccache libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev libgtest-dev libgmock-dev
   libcli11-dev prometheus-cpp-dev libcivetweb-dev libsystemd-dev libxxhash-dev libzstd-dev liblz4-dev)
-TEST_DEPS=(libnbd-bin python3-libnbd nbdkit qemu-utils fio curl socat delay pv procps prometheus
+TEST_DEPS=(libnbd-bin python3-libnbd nbdkit qemu-utils fio curl socat delay procps prometheus
   python3-yaml systemd clang libclang-rt-14-dev)
 
-BENCH_DEPS=(qemu-system-common qemu-utils rsync linux-perf valgrind)
+BENCH_DEPS=(qemu-system-common qemu-utils rsync linux-perf valgrind pv)  # pv: wan_throughput.py
 
 pkgs=("${BUILD_DEPS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then

@@ -21,16 +21,13 @@ using HashFn = XXH64_hash_t (*)(const void*, size_t);
 constexpr HashFn kPlainXxh3 = &XXH3_64bits;
 }  // namespace
 
-#if defined(__x86_64__)
-#include <xxh_x86dispatch.h>
-#endif
+#include "common/xxh3.h"  // what the agents call: XXH3_64bits is the dispatcher on x86-64
 
 namespace {
 
-// What common/xxh3.h gives the agents: XXH3_64bits is XXH3_64bits_dispatch on x86-64.
 constexpr HashFn kDispatchedXxh3 = &XXH3_64bits;
 
-// Hashes `total` bytes in pieces of `piece`; `stride` 0 keeps hashing the same (cached) piece,
+// Hashes `total` bytes in pieces of `piece`: `cached` hashes the same piece again and again,
 // otherwise the pieces walk `arena` in order. Returns seconds.
 double TimeHashing(HashFn fn, const std::vector<uint8_t>& arena, size_t piece, size_t total,
                    bool cached, uint64_t* sink) {

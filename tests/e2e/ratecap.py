@@ -10,17 +10,10 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import parse_size  # noqa: E402  (pv's syntax: K/M/G suffixes, powers of 1024)
+
 CHUNK = 64 * 1024
-
-
-def parse_rate(text):
-    """pv's syntax: a number with an optional k/m/g suffix, powers of 1024."""
-    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
-    number = text[:-1] if scale != 1 else text
-    rate = float(number) * scale
-    if rate <= 0:
-        raise ValueError(f"rate must be positive: {text!r}")
-    return rate
 
 
 def write_all(fd, data):
@@ -32,7 +25,9 @@ def write_all(fd, data):
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: ratecap.py RATE (bytes per second, k/m/g suffixes)")
-    rate = parse_rate(sys.argv[1])
+    rate = parse_size(sys.argv[1])
+    if rate <= 0:
+        sys.exit(f"ratecap.py: the rate must be positive: {sys.argv[1]!r}")
     tokens, last = 0.0, time.monotonic()
     while True:
         data = os.read(0, CHUNK)
