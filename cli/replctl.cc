@@ -13,6 +13,7 @@
 #include "cli/resync_command.h"
 #include "cli/status_command.h"
 #include "cli/verify_command.h"
+#include "cli/wait_command.h"
 #include "cli/watch_command.h"
 #include "common/cli_flags.h"
 
@@ -58,6 +59,19 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     c->add_flag("--json", json, "print the volume's status as JSON afterwards");
   }
+
+  double wait_timeout = 0;
+  double wait_interval = 0.05;
+  CLI::App* wait = app.add_subcommand(
+      "wait", "block until the volume is connected and in sync (a resync has finished)");
+  wait->add_option("--volume", volume, "the volume (default: the agent's only one)");
+  wait->add_option("--timeout", wait_timeout, "give up after this many seconds (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  wait->add_option("--interval", wait_interval, "seconds between status polls")
+      ->check(CLI::Range(0.001, 60.0))
+      ->capture_default_str();
+  wait->add_flag("--json", json, "print the volume's status as JSON once in sync");
 
   bool repair = false;
   std::string verify_offset = "0", verify_length = "0";
@@ -173,6 +187,9 @@ int main(int argc, char** argv) {
   }
   if (connect->parsed() || disconnect->parsed()) {
     return blockrepl::RunConnectionCommand(admin_socket, volume, connect->parsed(), timeout, json);
+  }
+  if (wait->parsed()) {
+    return blockrepl::RunWaitCommand(admin_socket, volume, wait_timeout, wait_interval, json);
   }
   if (verify->parsed()) {
     return blockrepl::RunVerifyCommand(admin_socket, volume, repair,

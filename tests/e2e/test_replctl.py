@@ -13,9 +13,12 @@ A pair (64 MiB, --bitmap=F,65536,1) syncs random data.
 3. disconnect/connect on the primary: `disconnect` exits 0, connection "disconnected",
    disconnected_by_operator true, and it stays down (no reconnect within 1.5 s); D written
    chunks are dirty; `verify` now exits 1 with one line saying it is not connected; `connect`
-   exits 0 once connected; the resync moves exactly D chunks; stores equal.
+   exits 0 once connected; `wait` exits 1 at once while the volume is held down, and after
+   `connect` returns with the primary in sync (its --json status says so); the resync moved
+   exactly D chunks; stores equal.
 4. disconnect/connect on the secondary: the primary loses the stream and shows the
-   secondary's reason in last_error; `connect` on the secondary lets it back; stores equal.
+   secondary's reason in last_error (`wait --timeout 0.5` on the primary exits 1 with one line
+   naming it); `connect` on the secondary lets it back; stores equal.
 5. Errors: a socket nobody serves exits 1 with one line "no agent answers"; `verify` on the
    secondary exits 1 saying it runs on the primary; bad usage exits 2; the admin sockets are
    mode 0600.
@@ -141,11 +144,17 @@ def body(case):
     h.shutdown()
     H.check_eq(prim.status()["dirty_chunks"], d, "dirty chunks while disconnected")
     one_line_error(ctl(prim, "verify"), 1, "not connected", "verify on a disconnected pair")
-    r = ctl(prim, "connect", "--json")
+    one_line_error(ctl(prim, "wait", "--timeout", "30"), 1, "disconnected by the operator",
+                   "wait on a volume held down (fails at once, not after 30 s)")
+    r = ctl(prim, "connect", "--json", "--timeout", "0")
     H.check_eq(r.returncode, 0, f"connect exit ({r.stderr})")
-    H.check_eq(json.loads(r.stdout)["connection"], "connected", "connect --json")
-    st = H.wait_in_sync(prim, secondary=sec)
+    # `wait` returns once the resync is over: nothing dirty, nothing in flight, right then.
+    r = ctl(prim, "wait", "--timeout", "60", "--json")
+    H.check_eq(r.returncode, 0, f"wait exit ({r.stderr})")
+    st = json.loads(r.stdout)
+    H.check(H.in_sync(st), f"wait --json: in sync when it returns: {H.brief(st)}")
     H.check_eq(st["resynced_chunks_total"] - resynced0, d, "chunks resynced after connect")
+    H.wait_in_sync(prim, secondary=sec)
     H.assert_same_files(prim.store, sec.store)
 
     # ---- 4. disconnect / connect on the secondary ---------------------------------------------
@@ -153,6 +162,8 @@ def body(case):
     H.wait_for(lambda: "operator disconnected" in prim.status()["last_error"], 20,
                "primary shows the secondary's reason")
     H.check(prim.status()["connection"] != "connected", "primary not connected")
+    one_line_error(ctl(prim, "wait", "--timeout", "0.5"), 1, "operator disconnected",
+                   "wait times out naming the reason")
     h = H.nbd_connect(prim.uri)
     h.pwrite(rng.randbytes(4096), 5 * CHUNK)
     h.flush()
