@@ -10,11 +10,9 @@
 namespace blockrepl {
 namespace {
 
-// The agents' own summary: on the primary, connected with nothing dirty and
-// nothing in flight; on the secondary, connected with a consistent image.
-bool InSync(const admin::VolumeStatus& v) {
-  return v.sync_state() == "in_sync" && v.connection() == "connected";
-}
+// The agents' own summary, which implies connected: on the primary, nothing
+// dirty and nothing in flight; on the secondary, a consistent image.
+bool InSync(const admin::VolumeStatus& v) { return v.sync_state() == "in_sync"; }
 
 }  // namespace
 

@@ -44,13 +44,13 @@ section "ASan + UBSan build (clang, build-asan/): unit tests, its e2e share, fuz
 configure_clang "$ROOT/build-asan" -DBLOCKREPL_SANITIZE=address,undefined -DBLOCKREPL_FUZZ=ON
 BUILD_DIR="$ROOT/build-asan" scripts/build.sh
 # With no ctest args, each sanitizer skips the other's share of the process-level tests.
-share_filter() {  # share_filter OTHER_LABEL
-  if [[ $# -gt 0 && ${SAN_ALL:-0} != 1 && $ARGS_GIVEN == 0 ]]; then echo "-LE $1"; fi
-}
-ARGS_GIVEN=$#
-# shellcheck disable=SC2046  # the filter is two words or none
+asan_skips=() tsan_skips=()
+if [[ $# -eq 0 && ${SAN_ALL:-0} != 1 ]]; then
+  asan_skips=(-LE tsan-share)
+  tsan_skips=(-LE asan-share)
+fi
 ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1} \
-  run_ctest "$ROOT/build-asan" $(share_filter tsan-share) "$@"
+  run_ctest "$ROOT/build-asan" "${asan_skips[@]}" "$@"
 if [[ ${FUZZ_SECONDS:-30} != 0 && $# -eq 0 ]]; then
   section "fuzzing: each target ${FUZZ_SECONDS:-30} s"
   FUZZ_BUILD_DIR="$ROOT/build-asan" scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
@@ -59,6 +59,5 @@ fi
 section "TSan build (clang, build-tsan/): unit tests, its e2e share"
 configure_clang "$ROOT/build-tsan" -DBLOCKREPL_SANITIZE=thread
 BUILD_DIR="$ROOT/build-tsan" scripts/build.sh
-# shellcheck disable=SC2046
-run_ctest "$ROOT/build-tsan" $(share_filter asan-share) "$@"
+run_ctest "$ROOT/build-tsan" "${tsan_skips[@]}" "$@"
 section "all passed"

@@ -48,6 +48,12 @@ def status(admin):
     return json.loads(r.stdout)["volumes"][0]
 
 
+def wait_in_sync(admin, timeout):
+    """`replctl wait`: one process polling the agent every 10 ms over one admin channel."""
+    subprocess.run([C.BIN / "replctl", f"--admin-socket={admin}", "wait", "--timeout",
+                    str(timeout), "--interval", "0.01"], check=True, capture_output=True)
+
+
 def fill_random(path, size):
     block = 4 << 20
     with open(path, "wb") as f:
@@ -85,9 +91,7 @@ def main():
                  f"--admin-socket={padmin}", f"--bitmap={d / 'vol.bm'},64K,1", "--assume-clean"],
                 d / "primary.log")
         C.wait_for(lambda: C.port_open(nport), 10, "the primary")
-        in_sync = lambda: (lambda v: v["connection"] == "connected" and v["sync_state"] ==
-                           "in_sync" and v["dirty_chunks"] == 0)(status(padmin))
-        C.wait_for(in_sync, 60, "the pair in sync")
+        wait_in_sync(padmin, 60)
 
         # A full copy with nbdcopy: primary export -> nbdkit on another file.
         dst, kport = d / "nbdcopy-dst.img", C.free_port()
@@ -124,9 +128,7 @@ def main():
             # every 10 ms, as this did before, took 40% of the two cores during the resync.)
             subprocess.run([C.BIN / "replctl", f"--admin-socket={padmin}", "connect",
                             "--timeout", "0"], check=True, capture_output=True)
-            subprocess.run([C.BIN / "replctl", f"--admin-socket={padmin}", "wait",
-                            "--timeout", "600", "--interval", "0.01"], check=True,
-                           capture_output=True)
+            wait_in_sync(padmin, 600)
             seconds, wire = time.monotonic() - t0, lo_bytes() - lo0
             resynced = status(padmin)["resynced_bytes_total"] - before
             same = subprocess.run(["cmp", "-s", prim, sec]).returncode == 0

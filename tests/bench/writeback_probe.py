@@ -4,7 +4,8 @@
 Writes 655 scattered 64 KiB chunks (1% of a 4 GiB file, as resync.py dirties) into a new sparse
 file in offset order, the way the secondary applies a resync, then times fdatasync. `plain` only
 writes; `sfr` also calls sync_file_range(SYNC_FILE_RANGE_WRITE) after each chunk, which starts
-the chunk's writeback at once (docs/PERFORMANCE.md, round 9: measured, not built into the agents).
+the chunk's writeback at once (docs/PERFORMANCE.md: round 9 measured it here; round 10 built it
+into the secondary, found no gain in a real resync, and reverted it).
 
   tests/bench/writeback_probe.py [DIR (default /tmp)] [ROUNDS (default 2)]
 
