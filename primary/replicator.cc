@@ -634,13 +634,16 @@ StreamEvents::Next Replicator::NextBatch(uint64_t connection,
   // Counted expanded (not compressed) so the secondary never holds more than about
   // max_batch_bytes of payload per batch after decompression.
   uint64_t batch_bytes = 0;
+  bool resync_only = true;  // the larger limit holds while the batch has only resync chunks
   auto expanded = [](const QueuedOp& q) {
     return ExpandedPayloadBytes(q.op, q.op.data().size() + q.payload.size());
   };
-  while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops &&
-         (batch_bytes == 0 ||
-          batch_bytes + expanded(send_queue_.front()) <= options_.max_batch_bytes)) {
+  while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops) {
+    const Op::Kind kind = send_queue_.front().op.kind();
+    resync_only = resync_only && (kind == Op::RESYNC || kind == Op::RESYNC_ZERO);
+    const uint64_t limit = resync_only ? options_.max_resync_batch_bytes : options_.max_batch_bytes;
     const uint64_t op_bytes = expanded(send_queue_.front());
+    if (batch_bytes > 0 && batch_bytes + op_bytes > limit) break;
     batch_bytes += op_bytes;
     send_queue_bytes_ -= op_bytes;
     *batch->add_ops() = std::move(send_queue_.front().op);

@@ -73,6 +73,12 @@ struct ReplicatorOptions {
   absl::Duration max_epoch_age = absl::Seconds(2);
   uint64_t max_batch_bytes = 1 << 20;
   int max_batch_ops = 256;
+  // A batch of resync chunks only may hold this much instead: the secondary
+  // saves each batch's old contents to its undo log with one fdatasync, so
+  // fewer, larger batches make a bitmap resync faster (docs/PERFORMANCE.md,
+  // round 11). Client writes keep max_batch_bytes: the secondary acks a
+  // batch as a whole, and their acks are what sync-mode clients wait for.
+  uint64_t max_resync_batch_bytes = 4 << 20;
   // Nagle's rule for the stream: while this many batches are unacknowledged,
   // a batch that is not full (max_batch_ops / max_batch_bytes) waits for an
   // ack. Without it a sender woken for every write sends batches of one or

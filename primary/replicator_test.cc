@@ -351,6 +351,32 @@ TEST_F(ReplicatorTest, SmallBatchesWaitForAnAckWhileTwoAreUnacknowledged) {
   EXPECT_EQ(channel_.batches_received(), 6);
 }
 
+// Resync chunks go in batches of up to max_resync_batch_bytes (one undo-log
+// fdatasync each on the secondary); a client write never rides in one larger
+// than max_batch_bytes.
+TEST_F(ReplicatorTest, ResyncChunksGoInLargerBatchesThanClientWrites) {
+  ReplicatorOptions o = BaseOptions();
+  o.idle_barrier_delay = absl::Hours(1);
+  o.max_epoch_age = absl::Hours(1);
+  o.max_batch_bytes = 128 << 10;
+  o.max_resync_batch_bytes = 512 << 10;
+  o.max_partial_batches_in_flight = kNoNagle;
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o));
+  channel_.HoldSending(true);
+  for (uint64_t chunk = 0; chunk < 16; ++chunk) {  // 1 MiB of resync: two batches
+    ChunkRange r{chunk, chunk + 1};
+    ASSERT_TRUE(bitmap_.StartWrite(r).ok());
+    replicator_->Submit(Op::RESYNC, chunk * kChunk, kChunk,
+                        Payload::CopyOf(std::string(kChunk, 'r')), r);
+  }
+  for (uint64_t chunk = 16; chunk < 20; ++chunk) Write(chunk, kChunk);  // 256 KiB: two
+  channel_.HoldSending(false);
+  ASSERT_TRUE(channel_.WaitForOps(20, absl::Seconds(5)));
+  EXPECT_EQ(channel_.batches_received(), 4);
+  const std::vector<replication::Op> ops = channel_.ReceivedOps();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(ops[i].kind(), i < 16 ? Op::RESYNC : Op::WRITE) << i;
+}
+
 // The transport may hold a message to coalesce it with the next only when
 // the next can go at once: held while Nagle's rule keeps the rest back, it
 // would wait for an ack that cannot come (the secondary never saw it).

@@ -8,9 +8,10 @@ A repl-primary/repl-secondary pair (64 KiB chunks) starts in sync on a volume of
 For each fraction: the pair is disconnected (`replctl disconnect`), a client rewrites 4 KiB in
 that fraction of the chunks (random chunks), the secondary's store is copied (the "older copy"),
 then `replctl connect` and the resync runs to in_sync (`replctl wait`). Measured: the resync's
-wall time (from the connect command, so about 40 ms of replctl's own start count) and its
-bytes on the wire (loopback byte counters over the resync, so gRPC framing and TCP/IP headers
-count), against the dirty bytes (chunks x 64 KiB). Then the same update is done by
+wall time (from the connect command, so about 40 ms of replctl's own start count), its bytes
+on the wire (loopback byte counters over the resync, so gRPC framing and TCP/IP headers count)
+against the dirty bytes (chunks x 64 KiB), and each agent's peak RSS over the resync (VmHWM,
+reset before it). Then the same update is done by
 `rsync --inplace --no-whole-file` of the primary's image over the older copy (its "Total bytes
 sent/received" are the wire bytes), and once per run a full `nbdcopy` of the volume from the
 primary to an nbdkit export (wire bytes: loopback counters). Each resync ends with cmp of the
@@ -83,10 +84,10 @@ def main():
         shutil.copyfile(prim, sec)
         sport, nport = C.free_port(), C.free_port()
         padmin, sadmin = d / "p.sock", d / "s.sock"
-        C.spawn([C.BIN / "repl-secondary", "--volume=vol", f"--store={sec}",
+        secondary = C.spawn([C.BIN / "repl-secondary", "--volume=vol", f"--store={sec}",
                  f"--listen=127.0.0.1:{sport}", f"--admin-socket={sadmin}"], d / "secondary.log")
         C.wait_for(lambda: C.port_open(sport), 10, "the secondary")
-        C.spawn([C.BIN / "repl-primary", "--volume=vol", f"--store={prim}",
+        primary = C.spawn([C.BIN / "repl-primary", "--volume=vol", f"--store={prim}",
                  f"--secondary=127.0.0.1:{sport}", f"--nbd-listen=127.0.0.1:{nport}",
                  f"--admin-socket={padmin}", f"--bitmap={d / 'vol.bm'},64K,1", "--assume-clean"],
                 d / "primary.log")
@@ -122,6 +123,8 @@ def main():
             # final fdatasync would queue behind it on the disk.
             os.sync()
             before = status(padmin)["resynced_bytes_total"]
+            for p in (primary, secondary):
+                C.reset_peak_rss(p.pid)
             lo0, t0 = lo_bytes(), time.monotonic()
             # --timeout 0: back once the agent has the request; then `replctl wait` polls the
             # agent every 10 ms over one admin channel. (Polling with a `replctl status` process
@@ -131,6 +134,7 @@ def main():
             wait_in_sync(padmin, 600)
             seconds, wire = time.monotonic() - t0, lo_bytes() - lo0
             resynced = status(padmin)["resynced_bytes_total"] - before
+            rss = [C.peak_rss_mib(p.pid) for p in (primary, secondary)]
             same = subprocess.run(["cmp", "-s", prim, sec]).returncode == 0
             # rsync of the image over the older copy (what it would send over ssh).
             t1 = time.monotonic()
@@ -145,13 +149,15 @@ def main():
                    "resynced_bytes": resynced, "stores_equal": same,
                    "wire_vs_dirty": wire / (len(dirty) * CHUNK),
                    "vs_nbdcopy_time": seconds / full["seconds"],
-                   "rsync_seconds": rsync_s, "rsync_wire_bytes": sent + recv}
+                   "rsync_seconds": rsync_s, "rsync_wire_bytes": sent + recv,
+                   "peak_rss_mib": {"primary": rss[0], "secondary": rss[1]}}
             rows.append(row)
             C.log(f"{frac * 100:5.1f}% dirty ({len(dirty)} chunks, "
                   f"{row['dirty_bytes'] / 2**20:.1f} MiB): resync {seconds:.2f} s, "
                   f"{wire / 2**20:.1f} MiB on the wire ({row['wire_vs_dirty']:.3f}x dirty), "
                   f"{row['vs_nbdcopy_time']:.4f} of the nbdcopy time; rsync {rsync_s:.1f} s, "
-                  f"{(sent + recv) / 2**20:.1f} MiB; stores {'equal' if same else 'DIFFER'}")
+                  f"{(sent + recv) / 2**20:.1f} MiB; peak RSS primary {rss[0]:.0f} MiB, secondary "
+                  f"{rss[1]:.0f} MiB; stores {'equal' if same else 'DIFFER'}")
         print()
         print("| dirty | chunks | resync s | resync wire MiB | wire / dirty | time vs nbdcopy | "
               "rsync s | rsync wire MiB |")
