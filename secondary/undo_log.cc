@@ -297,8 +297,10 @@ absl::Status UndoLog::RollBack(BlockDevice* store) {
     return store->Write(extent.offset, absl::MakeConstSpan(data, extent.length), /*fua=*/false);
   }));
   if (end < end_offset_) {
-    return absl::DataLossError(absl::StrCat("undo log ", path_, " ends at byte ", end,
-                                            " where ", end_offset_, " were written"));
+    // The extents before the damage are back; the image stays inconsistent.
+    return absl::DataLossError(absl::StrCat(
+        "undo log ", path_, " is damaged at byte ", end, " of ", end_offset_,
+        ": the extents saved after it could not be rolled back"));
   }
   return store->Flush();
 }
