@@ -36,6 +36,18 @@ uint64_t RecordChecksum(uint64_t offset, const char* data, size_t length) {
 
 uint64_t PadToBlock(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 
+// The on-disk integers, host order at any alignment.
+template <typename T>
+T Get(const char* at) {
+  T value;
+  std::memcpy(&value, at, sizeof value);
+  return value;
+}
+template <typename T>
+void Put(char* at, T value) {
+  std::memcpy(at, &value, sizeof value);
+}
+
 // Reads exactly `length` bytes at `pos`; false at end of file or on error
 // (both end the scan: what follows is not an intact record).
 bool ReadFully(int fd, char* out, size_t length, uint64_t pos) {
@@ -116,12 +128,8 @@ absl::StatusOr<uint64_t> UndoLog::ScanRecords1(Visitor visit) {
   std::string data;
   uint64_t pos = 0;
   while (ReadFully(read_fd_, header, kRecordHeader, pos)) {
-    uint32_t magic, length;
-    uint64_t offset, checksum;
-    std::memcpy(&magic, header, 4);
-    std::memcpy(&length, header + 4, 4);
-    std::memcpy(&offset, header + 8, 8);
-    std::memcpy(&checksum, header + 16, 8);
+    const uint32_t magic = Get<uint32_t>(header), length = Get<uint32_t>(header + 4);
+    const uint64_t offset = Get<uint64_t>(header + 8), checksum = Get<uint64_t>(header + 16);
     if (magic != kRecordMagic || length == 0 || length > kExtentBytes ||
         offset % kExtentBytes != 0 || offset >= volume_size_ || length > volume_size_ - offset) {
       break;
@@ -142,43 +150,37 @@ absl::StatusOr<uint64_t> UndoLog::ScanSegments2(Visitor visit) {
   std::string data;
   uint64_t pos = 0;
   while (ReadFully(read_fd_, header, kBlock, pos)) {
-    uint32_t magic, count;
-    uint64_t entries_checksum;
-    std::memcpy(&magic, header, 4);
-    std::memcpy(&count, header + 4, 4);
-    std::memcpy(&entries_checksum, header + 8, 8);
-    if (magic != kSegmentMagic || count == 0 || count > kMaxSegmentExtents ||
-        XXH3_64bits(header + kSegmentHeader, count * kEntryBytes) != entries_checksum) {
+    const uint32_t count = Get<uint32_t>(header + 4);
+    if (Get<uint32_t>(header) != kSegmentMagic || count == 0 || count > kMaxSegmentExtents ||
+        XXH3_64bits(header + kSegmentHeader, count * kEntryBytes) != Get<uint64_t>(header + 8)) {
       break;
     }
-    std::vector<Extent> extents(count);
-    std::vector<uint64_t> checksums(count);
+    struct Entry {
+      Extent extent;
+      uint64_t checksum;
+      uint64_t data_at;  // in `data`
+    };
+    std::vector<Entry> entries(count);
     uint64_t data_bytes = 0;
     bool valid = true;
-    for (uint32_t i = 0; i < count; ++i) {
+    for (uint32_t i = 0; i < count && valid; ++i) {
       const char* entry = header + kSegmentHeader + i * kEntryBytes;
-      std::memcpy(&extents[i].offset, entry, 8);
-      std::memcpy(&extents[i].length, entry + 8, 4);
-      std::memcpy(&checksums[i], entry + 16, 8);
-      const Extent& e = extents[i];
-      valid = valid && e.offset % kExtentBytes == 0 && e.offset < volume_size_ &&
+      const Extent e{Get<uint64_t>(entry), Get<uint32_t>(entry + 8)};
+      valid = e.offset % kExtentBytes == 0 && e.offset < volume_size_ &&
               e.length == ExtentLength(e.offset / kExtentBytes);
+      entries[i] = Entry{e, Get<uint64_t>(entry + 16), data_bytes};
       data_bytes += PadToBlock(e.length);
     }
     if (!valid) break;
     data.resize(data_bytes);
     if (!ReadFully(read_fd_, data.data(), data_bytes, pos + kBlock)) break;
-    uint64_t at = 0;
-    for (uint32_t i = 0; i < count && valid; ++i) {
-      valid = RecordChecksum(extents[i].offset, data.data() + at, extents[i].length) == checksums[i];
-      at += PadToBlock(extents[i].length);
+    // All or nothing: a torn segment's extents were never overwritten.
+    for (const Entry& e : entries) {
+      valid = valid && RecordChecksum(e.extent.offset, data.data() + e.data_at,
+                                      e.extent.length) == e.checksum;
     }
-    if (!valid) break;  // torn: none of its extents was overwritten
-    at = 0;
-    for (const Extent& e : extents) {
-      RETURN_IF_ERROR(visit(e, data.data() + at));
-      at += PadToBlock(e.length);
-    }
+    if (!valid) break;
+    for (const Entry& e : entries) RETURN_IF_ERROR(visit(e.extent, data.data() + e.data_at));
     pos += kBlock + data_bytes;
   }
   return pos;
@@ -212,6 +214,8 @@ absl::Status UndoLog::SaveBeforeOverwrite(
 }
 
 absl::Status UndoLog::AppendRecords1(const std::vector<uint64_t>& extents, BlockDevice* store) {
+  // Unaligned records: through the page cache.
+  if (direct_) RETURN_IF_ERROR(ReopenBuffered());
   std::string record;
   for (uint64_t e : extents) {
     const uint64_t offset = e * kExtentBytes;
@@ -219,12 +223,10 @@ absl::Status UndoLog::AppendRecords1(const std::vector<uint64_t>& extents, Block
     record.resize(kRecordHeader + length);
     RETURN_IF_ERROR(store->Read(offset, absl::MakeSpan(record.data() + kRecordHeader, length)));
     const uint64_t checksum = RecordChecksum(offset, record.data() + kRecordHeader, length);
-    std::memcpy(record.data(), &kRecordMagic, 4);
-    std::memcpy(record.data() + 4, &length, 4);
-    std::memcpy(record.data() + 8, &offset, 8);
-    std::memcpy(record.data() + 16, &checksum, 8);
-    // Unaligned: through the page cache.
-    if (direct_) RETURN_IF_ERROR(ReopenBuffered());
+    Put(record.data(), kRecordMagic);
+    Put(record.data() + 4, length);
+    Put(record.data() + 8, offset);
+    Put(record.data() + 16, checksum);
     RETURN_IF_ERROR(WriteAt(record.data(), record.size(), end_offset_));
     end_offset_ += record.size();
   }
@@ -251,16 +253,14 @@ absl::Status UndoLog::AppendSegment2(const uint64_t* extents, size_t count, Bloc
     std::memset(data + length, 0, PadToBlock(length) - length);
     const uint64_t checksum = RecordChecksum(offset, data, length);
     char* entry = header + kSegmentHeader + i * kEntryBytes;
-    std::memcpy(entry, &offset, 8);
-    std::memcpy(entry + 8, &length, 4);
-    std::memcpy(entry + 16, &checksum, 8);
+    Put(entry, offset);
+    Put(entry + 8, length);
+    Put(entry + 16, checksum);
     at += PadToBlock(length);
   }
-  const uint32_t count32 = static_cast<uint32_t>(count);
-  const uint64_t entries_checksum = XXH3_64bits(header + kSegmentHeader, count * kEntryBytes);
-  std::memcpy(header, &kSegmentMagic, 4);
-  std::memcpy(header + 4, &count32, 4);
-  std::memcpy(header + 8, &entries_checksum, 8);
+  Put(header, kSegmentMagic);
+  Put(header + 4, static_cast<uint32_t>(count));
+  Put(header + 8, XXH3_64bits(header + kSegmentHeader, count * kEntryBytes));
   RETURN_IF_ERROR(WriteAt(buffer_.get(), bytes, end_offset_));
   end_offset_ += bytes;
   return absl::OkStatus();

@@ -62,8 +62,6 @@ class UndoLog {
   uint64_t saved_extents() const { return saved_count_; }
   uint64_t size_bytes() const { return end_offset_; }
   const std::string& path() const { return path_; }
-  // False when the file system refused O_DIRECT (the log goes through the page cache).
-  bool direct_io() const { return direct_; }
 
  private:
   enum class Format { kRecords1, kSegments2 };
@@ -93,7 +91,7 @@ class UndoLog {
 
   const std::string path_;
   const int read_fd_;  // buffered: loading and rolling back read unaligned format-1 records
-  int write_fd_;       // O_DIRECT unless refused
+  int write_fd_;       // O_DIRECT unless refused (direct_ false)
   bool direct_;
   const uint64_t volume_size_;
   Format format_ = Format::kSegments2;

@@ -228,8 +228,9 @@ TEST_F(UndoLogTest, DamagedLogsLoadOnlyIntactExtents) {
 }
 
 // tmpfs: before Linux 6.6 it refuses O_DIRECT and the log goes through the
-// page cache in the same format; since, it takes O_DIRECT. Works either way.
-TEST(UndoLogTmpfsTest, WorksWithoutDirectIo) {
+// page cache in the same format (that fallback is exercised only on such
+// kernels); since, it takes O_DIRECT. Works either way.
+TEST(UndoLogTmpfsTest, WorksOnTmpfs) {
   if (!std::filesystem::is_directory("/dev/shm")) GTEST_SKIP() << "no /dev/shm";
   const std::string path = "/dev/shm/blockrepl-undo-test-" + std::to_string(getpid());
   MemBlockDevice store(4 * kExtent);

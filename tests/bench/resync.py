@@ -85,12 +85,13 @@ def main():
         sport, nport = C.free_port(), C.free_port()
         padmin, sadmin = d / "p.sock", d / "s.sock"
         secondary = C.spawn([C.BIN / "repl-secondary", "--volume=vol", f"--store={sec}",
-                 f"--listen=127.0.0.1:{sport}", f"--admin-socket={sadmin}"], d / "secondary.log")
+                             f"--listen=127.0.0.1:{sport}", f"--admin-socket={sadmin}"],
+                            d / "secondary.log")
         C.wait_for(lambda: C.port_open(sport), 10, "the secondary")
         primary = C.spawn([C.BIN / "repl-primary", "--volume=vol", f"--store={prim}",
-                 f"--secondary=127.0.0.1:{sport}", f"--nbd-listen=127.0.0.1:{nport}",
-                 f"--admin-socket={padmin}", f"--bitmap={d / 'vol.bm'},64K,1", "--assume-clean"],
-                d / "primary.log")
+                           f"--secondary=127.0.0.1:{sport}", f"--nbd-listen=127.0.0.1:{nport}",
+                           f"--admin-socket={padmin}", f"--bitmap={d / 'vol.bm'},64K,1",
+                           "--assume-clean"], d / "primary.log")
         C.wait_for(lambda: C.port_open(nport), 10, "the primary")
         wait_in_sync(padmin, 60)
 
