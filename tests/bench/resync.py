@@ -14,8 +14,8 @@ against the dirty bytes (chunks x 64 KiB), and each agent's peak RSS over the re
 reset before it). Then the same update is done by
 `rsync --inplace --no-whole-file --ignore-times` of the primary's image over the older copy (its
 "Total bytes sent/received" are the wire bytes), and once per run a full `nbdcopy` of the volume
-from the primary to an nbdkit export (wire bytes: loopback counters). Each resync ends with cmp of the
-two stores. Not a CI test.
+from the primary to an nbdkit export (wire bytes: loopback counters). Each resync ends with cmp
+of the two stores. Not a CI test.
 """
 import argparse
 import json
