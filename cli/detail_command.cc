@@ -102,7 +102,8 @@ std::string FormatVolumeDetail(const admin::VolumeStatus& v) {
                       " (peak ", v.peak_inflight_writes(), " writes, ",
                       FormatBytes(v.peak_inflight_bytes()), ")"));
     Line(&out, "Replicated", absl::StrCat(v.replicated_writes_total(), " writes, ",
-                                          FormatBytes(v.replicated_bytes_total())));
+                                          FormatBytes(v.replicated_bytes_total()), " in ",
+                                          v.stream_messages_total(), " stream messages"));
     Line(&out, "Sequence", absl::StrCat("sent ", v.sent_seq(), ", applied ", v.acked_seq(),
                                         ", durable ", v.durable_seq()));
   } else {

@@ -1,5 +1,7 @@
 #include "primary/fake_replication_channel.h"
 
+#include <algorithm>
+
 namespace blockrepl {
 
 class FakeReplicationChannel::Stream : public ReplicationStream {
@@ -60,9 +62,11 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
         auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(c_->mu_) {
           return c_->broken_ || !c_->to_primary_.empty() || c_->woken_;
         };
-        c_->mu_.AwaitWithDeadline(absl::Condition(&ready), next_tick);
+        c_->mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(next_tick, c_->wake_at_));
         if (c_->broken_) return;
         c_->woken_ = false;
+        // NextMessage below gives the time again while a batch still lingers.
+        c_->wake_at_ = absl::InfiniteFuture();
         arrived.swap(c_->to_primary_);
       }
       for (const replication::SecondaryMessage& message : arrived) {
@@ -80,17 +84,26 @@ class FakeReplicationChannel::Stream : public ReplicationStream {
         replication::PrimaryMessage message;
         std::vector<Payload> payloads;
         bool more_coming = false;
-        const StreamEvents::Next next = events->NextMessage(&message, &payloads, &more_coming);
+        absl::Time retry_at = absl::InfiniteFuture();
+        const StreamEvents::Next next =
+            events->NextMessage(&message, &payloads, &more_coming, &retry_at);
         if (next == StreamEvents::Next::kEnd) return;
-        if (next == StreamEvents::Next::kIdle) break;
+        if (next == StreamEvents::Next::kIdle) {
+          WakeAt(retry_at);
+          break;
+        }
         if (!Send(std::move(message), std::move(payloads), more_coming)) return;
       }
     }
   }
 
-  void Wake() override {
+  void WakeAt(absl::Time due) override {
     absl::MutexLock lock(&c_->mu_);
-    c_->woken_ = true;
+    if (due <= absl::Now()) {
+      c_->woken_ = true;
+    } else {
+      c_->wake_at_ = std::min(c_->wake_at_, due);
+    }
   }
 
   void Cancel() override {

@@ -61,6 +61,7 @@ class FakeReplicationChannel : public ReplicationChannel {
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   int connections_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;  // the live stream's Wake
+  absl::Time wake_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();  // its WakeAt, if later
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

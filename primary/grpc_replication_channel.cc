@@ -28,7 +28,7 @@ thread_local const void* t_running_stream = nullptr;
 // handshake's blocking Send/Receive and Run's event loop both take events
 // from that queue on the calling thread, so every operation starts and ends
 // there (gRPC's asynchronous API). Other threads only cancel, or kick the
-// loop with an alarm due now (Wake).
+// loop with an alarm (WakeAt: due now, or when a lingering batch is due).
 //
 // The stream is opened untyped (ByteBuffer both ways, as the generated stub
 // would with its message types) so batches go out through the zero-copy
@@ -128,18 +128,35 @@ class GrpcReplicationStream : public ReplicationStream {
     t_running_stream = nullptr;
   }
 
-  void Wake() override {
-    if (t_running_stream == this) return;
+  void WakeAt(absl::Time due) override {
+    const bool on_loop = t_running_stream == this;
+    const bool now = due == absl::InfinitePast() || due <= absl::Now();
+    // Run asks for the next message after every event it handles.
+    if (on_loop && now) return;
     // A write in flight asks again when it completes. It clears writing_
-    // before it asks (under the replicator's lock), and whoever calls Wake
+    // before it asks (under the replicator's lock), and whoever calls WakeAt
     // changed the replicator's state under that lock first: so either this
-    // sees writing_ clear, or the asking sees the change.
-    if (writing_.load(std::memory_order_relaxed)) return;
+    // sees writing_ clear, or the asking sees the change (and gets the due
+    // time back from NextMessage).
+    if (!on_loop && writing_.load(std::memory_order_relaxed)) return;
     absl::MutexLock lock(&kick_mu_);
-    if (!accepting_kicks_ || kick_pending_) return;
+    if (!accepting_kicks_) return;
+    if (kick_pending_) {
+      if (kick_due_ <= due) return;
+      // Sooner than the alarm set: cancelling fires it now, and Run asks
+      // (early asks are harmless, NextMessage says when to come back).
+      kick_->Cancel();
+      kick_due_ = absl::InfinitePast();
+      return;
+    }
     kick_pending_ = true;
+    kick_due_ = now ? absl::InfinitePast() : due;
     kick_ = std::make_unique<grpc::Alarm>();  // the previous one has fired: its event was taken
-    kick_->Set(&cq_, gpr_time_0(GPR_CLOCK_MONOTONIC), TagFor(kKicked));
+    if (now) {
+      kick_->Set(&cq_, gpr_time_0(GPR_CLOCK_MONOTONIC), TagFor(kKicked));
+    } else {
+      kick_->Set(&cq_, absl::ToChronoTime(due), TagFor(kKicked));
+    }
   }
 
   void Cancel() override { context_.TryCancel(); }
@@ -191,10 +208,12 @@ class GrpcReplicationStream : public ReplicationStream {
     PrimaryMessage message;
     std::vector<Payload> payloads;
     bool more_coming = false;
-    switch (events->NextMessage(&message, &payloads, &more_coming)) {
+    absl::Time retry_at = absl::InfiniteFuture();
+    switch (events->NextMessage(&message, &payloads, &more_coming, &retry_at)) {
       case StreamEvents::Next::kEnd:
         return false;
       case StreamEvents::Next::kIdle:
+        if (retry_at != absl::InfiniteFuture()) WakeAt(retry_at);
         return true;
       case StreamEvents::Next::kMessage:
         break;
@@ -260,12 +279,13 @@ class GrpcReplicationStream : public ReplicationStream {
   bool starting_ = false, reading_ = false, tick_pending_ = false, finishing_ = false;
   bool finished_ = false;
   bool malformed_reply_ = false;
-  // Written by the driving thread, read by Wake on others.
+  // Written by the driving thread, read by WakeAt on others.
   std::atomic<bool> writing_{false};
 
   absl::Mutex kick_mu_;
   bool accepting_kicks_ ABSL_GUARDED_BY(kick_mu_) = false;  // Run is running
   bool kick_pending_ ABSL_GUARDED_BY(kick_mu_) = false;     // an alarm is set
+  absl::Time kick_due_ ABSL_GUARDED_BY(kick_mu_);           // when it fires
   std::unique_ptr<grpc::Alarm> kick_ ABSL_GUARDED_BY(kick_mu_);
 };
 

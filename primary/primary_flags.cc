@@ -52,6 +52,7 @@ struct Flags {
   std::string on_congestion = "block";
   std::string resync_mode = "bitmap";
   double congestion_timeout_s = 1;
+  double batch_linger_s = 0.001;
   uint64_t async_window = 512;
 };
 
@@ -128,6 +129,11 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "seconds a write waits for room in a full window before pull-ahead starts")
       ->check(CLI::Range(0.001, 3600.0))
       ->capture_default_str();
+  app.add_option("--batch-linger", f.batch_linger_s,
+                 "async only: seconds a partial batch of writes waits for more before it is "
+                 "sent (fewer, larger stream messages; 0 = send as soon as the stream may)")
+      ->check(CLI::Range(0.0, 0.1))
+      ->capture_default_str();
   app.add_option("--compress", f.compress,
                  "compress replicated payloads: none, lz4, zstd or zstd:LEVEL (1..19); payloads "
                  "that do not compress travel raw")
@@ -166,6 +172,8 @@ std::string Finish(Flags& f) {
   o.compression = *compression;
   o.pull_ahead = f.on_congestion == "pull-ahead";
   o.congestion_timeout = absl::Seconds(f.congestion_timeout_s);
+  // With --sync every write's client waits for its batch's ack: never linger.
+  o.batch_linger = o.sync ? absl::ZeroDuration() : absl::Seconds(f.batch_linger_s);
   if (o.pull_ahead && o.sync) {
     return "--on-congestion=pull-ahead needs async replication: with --sync a write is "
            "acknowledged only once the secondary has it";

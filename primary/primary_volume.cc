@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   r.compression = o.compression;
   r.pull_ahead = o.pull_ahead;
   r.congestion_timeout = o.congestion_timeout;
+  r.batch_linger = o.batch_linger;
   v->replicator_ = std::make_unique<Replicator>(r, v->bitmap_, v->channel_.get());
   v->resyncer_ = std::make_unique<Resyncer>(
       v->store_.get(), v->bitmap_, v->replicator_.get(), &v->range_lock_,
@@ -230,6 +231,7 @@ admin::VolumeStatus PrimaryVolume::Status() const {
   s.set_size_bytes(store_->Size());
   s.set_replicated_bytes_total(r.replicated_bytes_total);
   s.set_replicated_writes_total(r.replicated_writes_total);
+  s.set_stream_messages_total(r.batches_sent_total);
   s.set_resync_done_bytes(p.done_bytes);
   s.set_resync_total_bytes(p.total_bytes);
   s.set_resync_done_chunks(p.done_chunks);

@@ -48,6 +48,7 @@ struct PrimaryVolumeOptions {
   CompressionSpec compression;     // --compress
   bool pull_ahead = false;         // --on-congestion=pull-ahead
   absl::Duration congestion_timeout = absl::Seconds(1);
+  absl::Duration batch_linger = absl::ZeroDuration();  // --batch-linger (async only)
 };
 
 class PrimaryVolume {

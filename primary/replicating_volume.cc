@@ -1,5 +1,7 @@
 #include "primary/replicating_volume.h"
 
+#include "absl/cleanup/cleanup.h"
+
 #include "common/status_macros.h"
 
 namespace blockrepl {
@@ -59,6 +61,12 @@ absl::StatusOr<ReplicatingVolume::AckToAwait> ReplicatingVolume::Modify(
     Op::Kind kind, uint64_t offset, uint64_t length, Payload payload, bool fua,
     LocalOp local_op) {
   if (length == 0) return AckToAwait{};
+  if (writes_in_progress_.fetch_add(1, std::memory_order_relaxed) > 0) {
+    replicator_->NoteOverlappingClientWrites();
+  }
+  absl::Cleanup done_in_progress = [this] {
+    writes_in_progress_.fetch_sub(1, std::memory_order_relaxed);
+  };
   ChunkRange chunks;
   RangeLock::Holder hold = LockChunks(offset, length, &chunks);
   RETURN_IF_ERROR(CheckOpen());  // after the wait: a switchover may have run meanwhile

@@ -94,6 +94,10 @@ class ReplicatingVolume : public BlockDevice {
   std::string closed_reason_ ABSL_GUARDED_BY(error_mu_);
 
   std::atomic<uint64_t> store_errors_{0};
+  // Client writes between entering Modify and handing their op to the
+  // stream. One finding another means clients keep several writes in
+  // flight, which lets the replicator's batches linger (batch_linger).
+  std::atomic<int> writes_in_progress_{0};
   mutable absl::Mutex error_mu_;
   std::string last_store_error_ ABSL_GUARDED_BY(error_mu_);
 };

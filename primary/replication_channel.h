@@ -29,15 +29,17 @@ class StreamEvents {
  public:
   enum class Next {
     kMessage,  // `message` (and `payloads`) are filled: send them
-    kIdle,     // nothing to send now; ask again after Wake() or an event
+    kIdle,     // nothing to send now; ask again after Wake(), an event, or at `*retry_at`
     kEnd,      // end the stream (stopping, or the connection was broken)
   };
   virtual ~StreamEvents() = default;
   // The stream can take a message. `more_coming` lets the transport hold it
   // to coalesce with the next. A batch's op i without `data` has
   // `payloads[i]` (if any) as its data, so payloads go out uncopied.
+  // With kIdle, `*retry_at` (InfiniteFuture unless set) is when a message
+  // held back to grow (a batch lingering) is due even if nothing happens.
   virtual Next NextMessage(replication::PrimaryMessage* message, std::vector<Payload>* payloads,
-                           bool* more_coming) = 0;
+                           bool* more_coming, absl::Time* retry_at) = 0;
   // A message from the secondary; false ends the stream.
   virtual bool OnMessage(const replication::SecondaryMessage& message) = 0;
   // Called about every `tick` given to Run (timers: idle barriers, the peer
@@ -58,9 +60,12 @@ class ReplicationStream {
   // the stream breaks or `events` ends it. Returns once nothing of the
   // stream is pending; FinishReason then says why it ended.
   virtual void Run(StreamEvents* events, absl::Duration tick) = 0;
-  // Any thread, cheap, never blocks: NextMessage may have a message now.
-  // Wakes Run if it is not already going to ask (no write in flight).
-  virtual void Wake() = 0;
+  // Any thread, cheap, never blocks: NextMessage may have a message at
+  // `due`. Makes Run ask then (at once for a time past) unless it is going to
+  // ask anyway (a write in flight, whose completion asks). An earlier WakeAt
+  // still pending keeps its time; a later one is brought forward.
+  virtual void WakeAt(absl::Time due) = 0;
+  void Wake() { WakeAt(absl::InfinitePast()); }
   // Aborts the stream from any thread; Send, Receive and Run return.
   virtual void Cancel() = 0;
   // Why the stream ended, once it has ("" if unknown). Call once.

@@ -26,6 +26,18 @@ const char* ConnectionStateName(Replicator::ConnectionState state) {
 
 namespace {
 
+// Client writes may wait in a partial batch for more (batch_linger); every
+// other op sends its batch at once: a barrier or verify may have a waiter,
+// and resync chunks come in full batches anyway.
+bool Lingers(Op::Kind kind) {
+  return kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES;
+}
+
+// A time from SendDueLocked that has come (InfinitePast without a clock read).
+bool IsDue(absl::Time due) {
+  return due == absl::InfinitePast() || (due != absl::InfiniteFuture() && due <= absl::Now());
+}
+
 // An epoch bound we close on our own (size, age, idle): durability for bit
 // clearing, no ordering (no client flushed here), so the secondary need not
 // stop applying while it syncs.
@@ -44,8 +56,8 @@ class Replicator::StreamDriver final : public StreamEvents {
   StreamDriver(Replicator* replicator, uint64_t connection)
       : replicator_(replicator), connection_(connection) {}
   Next NextMessage(replication::PrimaryMessage* message, std::vector<Payload>* payloads,
-                   bool* more_coming) override {
-    return replicator_->NextBatch(connection_, message, payloads, more_coming);
+                   bool* more_coming, absl::Time* retry_at) override {
+    return replicator_->NextBatch(connection_, message, payloads, more_coming, retry_at);
   }
   bool OnMessage(const replication::SecondaryMessage& message) override {
     return replicator_->OnSecondaryMessage(connection_, message);
@@ -404,8 +416,15 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
     stats_.peak_inflight_bytes = std::max(stats_.peak_inflight_bytes, inflight_bytes_);
   }
   send_queue_bytes_ += ExpandedPayloadBytes(op, op.data().size() + payload.size());
+  if (send_queue_.empty() && options_.batch_linger > absl::ZeroDuration()) {
+    oldest_queued_at_ = absl::Now();
+  }
+  if (!Lingers(op.kind())) unlingering_queued_++;
   send_queue_.push_back(QueuedOp{std::move(op), std::move(payload)});
-  if (live_stream_ != nullptr && SendReadyLocked()) live_stream_->Wake();
+  if (live_stream_ != nullptr) {
+    const absl::Time due = SendDueLocked();
+    if (due != absl::InfiniteFuture()) live_stream_->WakeAt(due);
+  }
   return seq;
 }
 
@@ -617,19 +636,42 @@ bool Replicator::Drain(absl::Duration timeout) {
   return inflight_.empty() && awaiting_durable_.empty() && releases_pending_ == 0;
 }
 
-bool Replicator::SendReadyLocked() const {
-  if (send_queue_.empty()) return false;
-  return unacked_batches_.size() < static_cast<size_t>(options_.max_partial_batches_in_flight) ||
-         send_queue_.size() >= static_cast<size_t>(options_.max_batch_ops) ||
-         send_queue_bytes_ >= options_.max_batch_bytes;
+absl::Time Replicator::SendDueLocked() const {
+  if (send_queue_.empty()) return absl::InfiniteFuture();
+  if (send_queue_.size() >= static_cast<size_t>(options_.max_batch_ops) ||
+      send_queue_bytes_ >= options_.max_batch_bytes) {
+    return absl::InfinitePast();  // full batches never wait
+  }
+  if (unacked_batches_.size() >= static_cast<size_t>(options_.max_partial_batches_in_flight)) {
+    return absl::InfiniteFuture();  // Nagle's rule: the next ack asks again
+  }
+  // Half the window queued or unacknowledged: clients may soon block on it,
+  // and what is queued makes a good batch already.
+  const bool window_filling = inflight_writes_ * 2 >= options_.max_inflight_writes ||
+                              inflight_bytes_ * 2 >= options_.max_inflight_bytes;
+  if (options_.batch_linger <= absl::ZeroDuration() || unlingering_queued_ > 0 ||
+      window_filling || send_queue_bytes_ >= options_.linger_batch_bytes) {
+    return absl::InfinitePast();
+  }
+  const absl::Time last_overlap =
+      absl::FromUnixNanos(last_overlap_ns_.load(std::memory_order_relaxed));
+  if (absl::Now() - last_overlap > options_.linger_overlap_memory) return absl::InfinitePast();
+  return oldest_queued_at_ + options_.batch_linger;
 }
+
+bool Replicator::SendReadyLocked() const { return IsDue(SendDueLocked()); }
 
 StreamEvents::Next Replicator::NextBatch(uint64_t connection,
                                          replication::PrimaryMessage* message,
-                                         std::vector<Payload>* payloads, bool* more_coming) {
+                                         std::vector<Payload>* payloads, bool* more_coming,
+                                         absl::Time* retry_at) {
   absl::MutexLock lock(&mu_);
   if (stopping_ || broken_ || live_connection_ != connection) return StreamEvents::Next::kEnd;
-  if (!SendReadyLocked()) return StreamEvents::Next::kIdle;
+  const absl::Time due = SendDueLocked();
+  if (!IsDue(due)) {
+    if (due != absl::InfiniteFuture()) *retry_at = due;  // a lingering batch
+    return StreamEvents::Next::kIdle;
+  }
   replication::Batch* batch = message->mutable_batch();
   // Counted expanded (not compressed) so the secondary never holds more than about
   // max_batch_bytes of payload per batch after decompression.
@@ -646,11 +688,13 @@ StreamEvents::Next Replicator::NextBatch(uint64_t connection,
     if (batch_bytes > 0 && batch_bytes + op_bytes > limit) break;
     batch_bytes += op_bytes;
     send_queue_bytes_ -= op_bytes;
+    if (!Lingers(kind)) unlingering_queued_--;
     *batch->add_ops() = std::move(send_queue_.front().op);
     payloads->push_back(std::move(send_queue_.front().payload));
     send_queue_.pop_front();
   }
   stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
+  stats_.batches_sent_total++;
   unacked_batches_.push_back(stats_.sent_seq);
   last_send_ = absl::Now();
   // Only when the next batch may go at once: a message held for coalescing
@@ -762,6 +806,7 @@ void Replicator::ConnectionLost(const std::string& reason) {
     awaiting_durable_.clear();
     send_queue_.clear();
     send_queue_bytes_ = 0;
+    unlingering_queued_ = 0;
     unacked_batches_.clear();
     verify_results_.clear();
     TakeReachedLocked(applied_waiters_, UINT64_MAX, unreached);

@@ -86,6 +86,21 @@ struct ReplicatorOptions {
   // wake-up on both sides); with it, batches grow to what arrives in one
   // round trip. Full batches never wait, so it caps no link's throughput.
   int max_partial_batches_in_flight = 2;
+  // Write-behind's batching (--batch-linger; async mode only, where no client
+  // waits for an ack): a partial batch of client writes that Nagle's rule
+  // would let go waits until this long after its first write was queued, so
+  // a batch carries what arrives in that time rather than in one round trip.
+  // Fewer, larger messages cost both agents fewer wake-ups per write when
+  // cores are scarce. Zero sends at once. Never delays a full batch, a batch
+  // with anything but client writes in it (barriers, verifies, resync
+  // chunks), any batch while the window is half full, or any batch unless
+  // clients have had overlapping writes lately (NoteOverlappingClientWrites).
+  absl::Duration batch_linger = absl::ZeroDuration();
+  absl::Duration linger_overlap_memory = absl::Milliseconds(100);
+  // A partial batch this large is worth a message: it lingers no more. At
+  // 64 KiB writes, waiting for a bigger batch only left the secondary idle
+  // (PERFORMANCE.md, round 12); per-message costs count at small writes.
+  uint64_t linger_batch_bytes = 256 << 10;
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration handshake_timeout = absl::Seconds(10);
   // Dead-peer detection: writes in flight and no ack for this long breaks
@@ -115,6 +130,7 @@ class Replicator {
     uint64_t sent_seq = 0, acked_seq = 0, durable_seq = 0;
     uint64_t replicated_writes_total = 0, replicated_bytes_total = 0;
     uint64_t connects_total = 0;
+    uint64_t batches_sent_total = 0;     // stream messages carrying ops
     bool peer_consistent = false;
     bool operator_disconnected = false;
     bool ahead = false;                  // pull-ahead: live writes only marked now
@@ -135,6 +151,16 @@ class Replicator {
   // Stops reconnecting and breaks the stream; unacknowledged chunks are
   // marked needs-sync. Idempotent.
   void Stop();
+
+  // A client write found another one still on its way to the stream:
+  // clients keep several writes in flight, so partial batches may linger
+  // (batch_linger) for the next linger_overlap_memory. A client that waits for each
+  // write (queue depth 1) would only wait longer for its own writes, and the
+  // cores it leaves idle make its next wake-ups dearer on a VM (PERFORMANCE.md,
+  // round 12). Lock-free.
+  void NoteOverlappingClientWrites() {
+    last_overlap_ns_.store(absl::ToUnixNanos(absl::Now()), std::memory_order_relaxed);
+  }
 
   // Hands a data op to the stream, blocking while the window is full. The
   // Replicator calls bitmap->EndWrite(chunks, ...) for it exactly once:
@@ -212,11 +238,15 @@ class Replicator {
   std::unique_ptr<ReplicationStream> Connect();
   // The live stream's events, on the manager thread (see StreamEvents).
   StreamEvents::Next NextBatch(uint64_t connection, replication::PrimaryMessage* message,
-                               std::vector<Payload>* payloads, bool* more_coming);
+                               std::vector<Payload>* payloads, bool* more_coming,
+                               absl::Time* retry_at);
   bool OnSecondaryMessage(uint64_t connection, const replication::SecondaryMessage& message);
   bool OnStreamTick(uint64_t connection);
-  // A batch may go now: something is queued and either Nagle's rule lets a
-  // partial batch go or a full one is waiting.
+  // When the next batch may go: InfinitePast (now) when a full one is
+  // waiting, or Nagle's rule lets a partial one go and it need not linger;
+  // the end of its linger (batch_linger) when it is to wait for more writes;
+  // InfiniteFuture when nothing is queued or Nagle's rule holds it for an ack.
+  absl::Time SendDueLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool SendReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True (and the connection marked broken) when `connection` has had ops in
   // flight without any ack for longer than the peer timeout.
@@ -262,6 +292,10 @@ class Replicator {
   };
   std::deque<QueuedOp> send_queue_ ABSL_GUARDED_BY(mu_);
   uint64_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // expanded, as batches count them
+  // batch_linger: when the queue last went from empty to not, and how many
+  // queued ops are not client writes (any of them sends the batch at once).
+  absl::Time oldest_queued_at_ ABSL_GUARDED_BY(mu_);
+  uint64_t unlingering_queued_ ABSL_GUARDED_BY(mu_) = 0;
   // Last seq of each batch sent and not yet applied (max_partial_batches_in_flight).
   std::deque<uint64_t> unacked_batches_ ABSL_GUARDED_BY(mu_);
   absl::Time last_send_ ABSL_GUARDED_BY(mu_);  // idle barriers count from here
@@ -297,6 +331,7 @@ class Replicator {
   Snapshot stats_ ABSL_GUARDED_BY(mu_);  // counters and seqs reported by snapshot()
 
   LatencyHistogram ack_latency_;  // lock-free
+  std::atomic<int64_t> last_overlap_ns_{0};  // NoteOverlappingClientWrites (Unix ns)
   AdaptiveCompressor compressor_{options_.compression};  // thread-safe
 
   std::thread manager_;

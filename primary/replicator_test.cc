@@ -351,6 +351,50 @@ TEST_F(ReplicatorTest, SmallBatchesWaitForAnAckWhileTwoAreUnacknowledged) {
   EXPECT_EQ(channel_.batches_received(), 6);
 }
 
+// batch_linger: a partial batch of client writes waits for more until the
+// first has lingered that long, once clients have had overlapping writes; a
+// full batch, a batch with a barrier in it, and a batch queued while the
+// window is half full go at once.
+TEST_F(ReplicatorTest, PartialBatchesOfWritesLingerForMore) {
+  ReplicatorOptions o = BaseOptions();
+  o.idle_barrier_delay = absl::Hours(1);
+  o.max_epoch_age = absl::Hours(1);
+  o.max_partial_batches_in_flight = kNoNagle;
+  o.max_batch_ops = 4;
+  o.max_inflight_bytes = 64 << 10;  // half: 32 KiB
+  o.batch_linger = absl::Seconds(1);
+  o.linger_overlap_memory = absl::Hours(1);
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o));
+
+  Write(0, 4096);  // no overlapping writes yet: a client waiting for each
+  ASSERT_TRUE(channel_.WaitForOps(1, absl::Milliseconds(500)));
+  channel_.Ack(/*applied=*/1, /*durable=*/0);
+
+  replicator_->NoteOverlappingClientWrites();
+  const absl::Time start = absl::Now();
+  for (int chunk = 1; chunk < 4; ++chunk) Write(chunk, 4096);
+  EXPECT_FALSE(channel_.WaitForOps(2, absl::Milliseconds(300)));  // lingering
+  ASSERT_TRUE(channel_.WaitForOps(4, absl::Seconds(5)));
+  EXPECT_GE(absl::Now() - start, o.batch_linger);
+  EXPECT_EQ(channel_.batches_received(), 2);  // the three in one
+  channel_.Ack(/*applied=*/4, /*durable=*/0);
+
+  for (int chunk = 4; chunk < 8; ++chunk) Write(chunk, 4096);  // a full batch (4 ops)
+  ASSERT_TRUE(channel_.WaitForOps(8, absl::Milliseconds(500)));
+  EXPECT_EQ(channel_.batches_received(), 3);
+  channel_.Ack(/*applied=*/8, /*durable=*/0);
+
+  Write(8, 4096);
+  replicator_->SubmitBarrier();  // may have a waiter: the write goes with it at once
+  ASSERT_TRUE(channel_.WaitForOps(10, absl::Milliseconds(500)));
+  EXPECT_EQ(channel_.batches_received(), 4);
+  channel_.Ack(/*applied=*/10, /*durable=*/0);
+
+  Write(9, 40 << 10);  // more than half the byte window
+  ASSERT_TRUE(channel_.WaitForOps(11, absl::Milliseconds(500)));
+  EXPECT_EQ(channel_.batches_received(), 5);
+}
+
 // Resync chunks go in batches of up to max_resync_batch_bytes (one undo-log
 // fdatasync each on the secondary); a client write never rides in one larger
 // than max_batch_bytes.

@@ -78,6 +78,10 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
                s.replicated_writes_total());
   out->Counter("replicated_bytes_total", "Bytes of client writes handed to the stream.", vol,
                s.replicated_bytes_total());
+  out->Counter("stream_messages_total",
+               "Batches sent on the replication stream (with replicated_writes_total: writes per "
+               "message, what --batch-linger raises).",
+               vol, s.stream_messages_total());
   out->Gauge("sent_seq", "Highest write sequence number handed to the stream.", vol,
              s.sent_seq());
   out->Gauge("acked_seq", "Highest write sequence number applied by the secondary.", vol,

@@ -11,7 +11,9 @@
 # the primary and fio on CPU 0 (for MODE off too, so on/off compare the same core).
 #
 # Env: RW (fio --rw, default randwrite), BENCH_SIZE (1G), BENCH_RUNTIME (14 s; 8 s are sampled from
-# second 4), BIN (build/bin), BENCH_KEEP=1 keeps the dir with the perf data. Needs perf (linux-perf)
+# second 4), BIN (build/bin), BENCH_KEEP=1 keeps the dir with the perf data, BENCH_PRIMARY_ARGS
+# (more repl-primary flags, e.g. --batch-linger=0.001), BENCH_PROBES=0 (no uprobes: each costs
+# an int3 trap per call, about 12% of the NBD workers' time on a PVM guest). Needs perf (linux-perf)
 # and root (uprobes, perf on other processes). Not a CI test: it prints measurements only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +37,7 @@ if [[ $MODE != off ]]; then
   wait_port "$sport"
 fi
 extra=(); [[ $MODE == sync ]] && extra=(--sync)
+read -r -a more <<<"${BENCH_PRIMARY_ARGS:-}"; extra+=("${more[@]}")
 # off: a secondary address nobody listens on (the primary marks its bitmap and serves alone)
 "${on_primary_cpu[@]}" "$BIN/repl-primary" --volume=v --store="$DIR/p.img" --secondary="127.0.0.1:$sport" \
   --nbd-listen="127.0.0.1:$nport" --admin-socket="$DIR/p.sock" --assume-clean "${extra[@]}" \
@@ -52,9 +55,11 @@ add_probe() {  # add_probe NAME BINARY SYMBOL_PATTERN: prints the event name if 
   local sym; sym=$(nm "$2" | awk -v p="$3" '$2 == "T" && $3 ~ p && !found {print $3; found = 1}')
   [[ -n $sym ]] && perf probe -q -x "$2" -a "brbench:$1=$sym" >/dev/null 2>&1 && echo "brbench:$1" || true
 }
-e=$(add_probe submit "$BIN/repl-primary" '^_ZN9blockrepl10Replicator6SubmitENS_'); [[ -z $e ]] || pevents+=,$e
-if [[ -n $spid ]]; then
-  e=$(add_probe apply "$BIN/repl-secondary" '^_ZN9blockrepl7Applier10ApplyBatch'); [[ -z $e ]] || sevents+=,$e
+if [[ ${BENCH_PROBES:-1} != 0 ]]; then
+  e=$(add_probe submit "$BIN/repl-primary" '^_ZN9blockrepl10Replicator6SubmitENS_'); [[ -z $e ]] || pevents+=,$e
+  if [[ -n $spid ]]; then
+    e=$(add_probe apply "$BIN/repl-secondary" '^_ZN9blockrepl7Applier10ApplyBatch'); [[ -z $e ]] || sevents+=,$e
+  fi
 fi
 trap 'perf probe -q -d "brbench:*" >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
@@ -75,6 +80,8 @@ if [[ -n $spid ]]; then
   samplers+=($!)
 fi
 wait "$fio_pid" "${samplers[@]}"  # not the agents: they run until the exit trap stops them
+# The primary's own counters (whole run): writes per stream message without uprobes.
+[[ $MODE == off ]] || "$BIN/replctl" --admin-socket="$DIR/p.sock" status --json >"$DIR/status-p.json" || true
 "$PY" - "$DIR" "$BS" "$QD" "$MODE" <<'PYEOF'
 import collections, json, os, re, sys
 d, bs, qd, mode = sys.argv[1:]
@@ -105,6 +112,14 @@ for who in ("p", "s"):
     for event, n in total.items():
         if event.startswith("brbench:"):
             probes[event.split(":")[1]] = n
+try:
+    v = json.load(open(f"{d}/status-p.json"))["volumes"][0]
+    writes, messages = int(v.get("replicated_writes_total", 0)), int(v.get("stream_messages_total", 0))
+    if messages:
+        print(f"  stream (primary's counters, whole run): {writes} writes in {messages} messages: "
+              f"{writes / messages:.1f} writes per message")
+except (OSError, ValueError, KeyError, IndexError):
+    pass
 if probes.get("submit") and probes.get("apply"):
     print(f"  stream: {probes['submit']:.0f} ops submitted, {probes['apply']:.0f} batches applied: "
           f"{probes['submit'] / probes['apply']:.1f} ops per batch")
