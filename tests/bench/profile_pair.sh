@@ -13,8 +13,9 @@
 # Env: RW (fio --rw, default randwrite), BENCH_SIZE (1G), BENCH_RUNTIME (14 s; 8 s are sampled from
 # second 4), BIN (build/bin), BENCH_KEEP=1 keeps the dir with the perf data, BENCH_PRIMARY_ARGS
 # (more repl-primary flags, e.g. --batch-linger=0.001), BENCH_PROBES=0 (no uprobes: each costs
-# an int3 trap per call, about 12% of the NBD workers' time on a PVM guest). Needs perf (linux-perf)
-# and root (uprobes, perf on other processes). Not a CI test: it prints measurements only.
+# an int3 trap per call, about 12% of the NBD workers' time on round 11's PVM guest). Needs perf
+# (linux-perf) and root (uprobes, perf on other processes). Not a CI test: it prints measurements
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-$PWD/build/bin}
