@@ -32,8 +32,9 @@ source and its replica), not holes.
 Per run: MB/s, IOPS, p50/p99 completion latency, ratio of IOPS to nbdkit, CPU seconds of the
 target's processes per GiB written (utime+stime from /proc; for replicating targets both sides,
 in total and by process: primary + secondary, or QEMU + its replica's nbdkit), and each
-process's peak RSS during the run (VmHWM, reset before the run). The table goes to
-stdout, the same as JSON to --json. At the end every replica is compared with its source byte for
+process's peak RSS during the run (VmHWM, reset before the run); for repl-* and base-* pairs
+also the writes each stream message carried (the primary's counters; JSON and progress lines,
+not the table). The table goes to stdout, the same as JSON to --json. At the end every replica is compared with its source byte for
 byte (cmp). Every process is stopped by PID. Installs what it needs with
 scripts/install-deps.sh --bench. Not a CI test: timings never decide pass/fail.
 """
@@ -257,6 +258,19 @@ def start_target(name, d, size, fill=False):
     return t
 
 
+def stream_counters(t):
+    """(client writes replicated, stream messages sent) of a repl target's primary; None for
+    other targets and for builds without the message counter."""
+    if not t.admin:
+        return None
+    r = subprocess.run([BIN / "replctl", f"--admin-socket={t.admin}", "status", "--json"],
+                       capture_output=True, text=True)
+    v = json.loads(r.stdout)["volumes"][0]
+    if "stream_messages_total" not in v:
+        return None
+    return int(v["replicated_writes_total"]), int(v["stream_messages_total"])
+
+
 def run_fio(t, wname, size, runtime, out, others=()):
     # Write back every dirty page first: targets that never sync (nbdkit, qemu-nbd, repl-off)
     # leave up to their whole file dirty, and the kernel's writeback of it (block allocation in a
@@ -265,6 +279,7 @@ def run_fio(t, wname, size, runtime, out, others=()):
     for pid in t.pids:
         reset_peak_rss(pid)
     cpu0 = [cpu_seconds(pid) for pid in t.pids]
+    stream0 = stream_counters(t)
     # The idle targets share the 2 cores: what they burn meanwhile is reported (not charged).
     idle_pids = [pid for o in others for pid in o.pids]
     idle0 = sum(cpu_seconds(pid) for pid in idle_pids)
@@ -279,6 +294,11 @@ def run_fio(t, wname, size, runtime, out, others=()):
     # Per process too: a replicating pair's primary alone against repl-off shows the primary's
     # own replication cost (on these shared cores the replica's work is charged to the pair).
     cpu_each = [cpu_seconds(pid) - c0 for pid, c0 in zip(t.pids, cpu0)]
+    stream1 = stream_counters(t)
+    # How many writes a replication stream message carried (batching, --batch-linger).
+    writes_per_message = None
+    if stream0 and stream1 and stream1[1] > stream0[1]:
+        writes_per_message = round((stream1[0] - stream0[0]) / (stream1[1] - stream0[1]), 1)
     cpu = sum(cpu_each)
     idle_cpu = sum(cpu_seconds(pid) for pid in idle_pids) - idle0
     job = json.load(open(out))["jobs"][0]
@@ -292,6 +312,7 @@ def run_fio(t, wname, size, runtime, out, others=()):
             "cpu_s_per_gib": cpu / gib if gib > 0 else 0.0,
             "cpu_s_per_gib_each": [c / gib if gib > 0 else 0.0 for c in cpu_each],
             "idle_targets_cpu_s": round(idle_cpu, 2),
+            "writes_per_message": writes_per_message,
             "peak_rss_mib": [round(peak_rss_mib(pid), 1) for pid in t.pids]}
 
 
@@ -343,7 +364,9 @@ def main():
                         log(f"  round {rnd} {w:13s} {name:15s} {r['mb_s']:8.1f} MB/s "
                             f"{r['iops']:9.0f} IOPS  p99 {r['p99_us']:8.0f} us  "
                             f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB  "
-                            f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s")
+                            f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s"
+                            + (f"  {r['writes_per_message']} writes/message"
+                               if r["writes_per_message"] else ""))
             for name, t in running.items():
                 if t.replica is None:
                     continue
@@ -391,8 +414,10 @@ def summarize(results, targets, workloads):
             each = [statistics.mean(r["cpu_s_per_gib_each"][i] for r in rs)
                     for i in range(len(rs[0]["cpu_s_per_gib_each"]))]
             ratio = m["iops"] / base_iops if base_iops else None
+            wpm = [r["writes_per_message"] for r in rs if r.get("writes_per_message")]
             summary.append({"workload": w, "target": name, **m, "vs_nbdkit": ratio,
-                            "cpu_s_per_gib_each": each, "peak_rss_mib": rss})
+                            "cpu_s_per_gib_each": each, "peak_rss_mib": rss,
+                            "writes_per_message": round(statistics.mean(wpm), 1) if wpm else None})
             print(f"| {w} | {name} | {m['mb_s']:.0f} | {m['iops']:.0f} | {m['p50_us']:.0f} | "
                   f"{m['p99_us']:.0f} | {f'{ratio:.2f}x' if ratio else '-'} | "
                   f"{m['cpu_s_per_gib']:.2f} | {' + '.join(f'{x:.2f}' for x in each)} | "
