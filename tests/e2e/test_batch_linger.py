@@ -45,7 +45,8 @@ def body(case):
     h.shutdown()
     H.check_eq(w1 - w0, 300, "writes replicated at queue depth 1")
     per_message = (w1 - w0) / max(1, m1 - m0)
-    H.log(f"1: queue depth 1: {w1 - w0} writes in {m1 - m0} messages ({per_message:.1f} per message)")
+    H.log(f"1: queue depth 1: {w1 - w0} writes in {m1 - m0} messages "
+          f"({per_message:.1f} per message)")
     H.check(per_message <= 8, f"1: {per_message:.1f} writes per message at queue depth 1: the "
             f"batches lingered for a client that waits for each write")
 
@@ -58,11 +59,13 @@ def body(case):
     done = load.stop()
     H.check(done > 100, f"2: only {done} writes completed under load")
     per_message = (w3 - w2) / max(1, m3 - m2)
-    H.log(f"2: queue depth 16: {w3 - w2} writes in {m3 - m2} messages ({per_message:.1f} per message)")
+    H.log(f"2: queue depth 16: {w3 - w2} writes in {m3 - m2} messages "
+          f"({per_message:.1f} per message)")
     H.check(per_message >= 40, f"2: {per_message:.1f} writes per message at queue depth 16 with a "
             f"50 ms linger: partial batches did not wait for more")
     detail = H.ctl(prim, "detail")
-    H.check("stream messages" in detail, f"replctl detail does not count stream messages:\n{detail}")
+    H.check("stream messages" in detail,
+            f"replctl detail does not count stream messages:\n{detail}")
 
     # 3. Nothing lost.
     H.wait_in_sync(prim, timeout=30, secondary=sec)
