@@ -26,10 +26,10 @@ const char* ConnectionStateName(Replicator::ConnectionState state) {
 
 namespace {
 
-// Client writes may wait in a partial batch for more (batch_linger); every
-// other op sends its batch at once: a barrier or verify may have a waiter,
-// and resync chunks come in full batches anyway.
-bool Lingers(Op::Kind kind) {
+// A client's write, trim or zeroing, as opposed to resync chunks and control
+// ops. Only these may linger in a partial batch (batch_linger): a barrier or
+// verify may have a waiter, and resync chunks come in full batches anyway.
+bool IsClientWrite(Op::Kind kind) {
   return kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES;
 }
 
@@ -419,7 +419,7 @@ uint64_t Replicator::EnqueueLocked(Op op, bool counts_in_window, ChunkRange chun
   if (send_queue_.empty() && options_.batch_linger > absl::ZeroDuration()) {
     oldest_queued_at_ = absl::Now();
   }
-  if (!Lingers(op.kind())) unlingering_queued_++;
+  if (!IsClientWrite(op.kind())) unlingering_queued_++;
   send_queue_.push_back(QueuedOp{std::move(op), std::move(payload)});
   if (live_stream_ != nullptr) {
     const absl::Time due = SendDueLocked();
@@ -455,7 +455,7 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       return inflight_writes_ < options_.max_inflight_writes &&
              (inflight_bytes_ + bytes <= options_.max_inflight_bytes || inflight_writes_ == 0);
     };
-    const bool client_write = kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES;
+    const bool client_write = IsClientWrite(kind);
     bool only_mark = false;
     if (connection != 0 && options_.pull_ahead && client_write) {
       if (ahead_ && inflight_writes_ <= options_.max_inflight_writes / 2 &&
@@ -519,7 +519,7 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
         stats_.peer_consistent = false;
         resync_done_seq_ = 0;
       }
-      if (kind == Op::WRITE || kind == Op::TRIM || kind == Op::WRITE_ZEROES) {
+      if (client_write) {
         stats_.replicated_writes_total++;
         stats_.replicated_bytes_total += raw_bytes;
       }
@@ -688,7 +688,7 @@ StreamEvents::Next Replicator::NextBatch(uint64_t connection,
     if (batch_bytes > 0 && batch_bytes + op_bytes > limit) break;
     batch_bytes += op_bytes;
     send_queue_bytes_ -= op_bytes;
-    if (!Lingers(kind)) unlingering_queued_--;
+    if (!IsClientWrite(kind)) unlingering_queued_--;
     *batch->add_ops() = std::move(send_queue_.front().op);
     payloads->push_back(std::move(send_queue_.front().payload));
     send_queue_.pop_front();

@@ -395,6 +395,26 @@ TEST_F(ReplicatorTest, PartialBatchesOfWritesLingerForMore) {
   EXPECT_EQ(channel_.batches_received(), 5);
 }
 
+// A partial batch that reaches linger_batch_bytes is worth a message: it
+// goes without waiting out the linger.
+TEST_F(ReplicatorTest, ALingeringBatchGoesOnceItHoldsLingerBatchBytes) {
+  ReplicatorOptions o = BaseOptions();
+  o.idle_barrier_delay = absl::Hours(1);
+  o.max_epoch_age = absl::Hours(1);
+  o.max_partial_batches_in_flight = kNoNagle;
+  o.batch_linger = absl::Seconds(5);
+  o.linger_overlap_memory = absl::Hours(1);
+  o.linger_batch_bytes = 16 << 10;
+  ASSERT_NO_FATAL_FAILURE(StartConnected(o));
+  replicator_->NoteOverlappingClientWrites();
+
+  for (int chunk = 0; chunk < 3; ++chunk) Write(chunk, 4096);  // 12 KiB: lingers
+  EXPECT_FALSE(channel_.WaitForOps(1, absl::Milliseconds(300)));
+  Write(3, 4096);  // 16 KiB: goes
+  ASSERT_TRUE(channel_.WaitForOps(4, absl::Seconds(2)));
+  EXPECT_EQ(channel_.batches_received(), 1);
+}
+
 // Resync chunks go in batches of up to max_resync_batch_bytes (one undo-log
 // fdatasync each on the secondary); a client write never rides in one larger
 // than max_batch_bytes.

@@ -34,9 +34,9 @@ target's processes per GiB written (utime+stime from /proc; for replicating targ
 in total and by process: primary + secondary, or QEMU + its replica's nbdkit), and each
 process's peak RSS during the run (VmHWM, reset before the run); for repl-* and base-* pairs
 also the writes each stream message carried (the primary's counters; JSON and progress lines,
-not the table). The table goes to stdout, the same as JSON to --json. At the end every replica is compared with its source byte for
-byte (cmp). Every process is stopped by PID. Installs what it needs with
-scripts/install-deps.sh --bench. Not a CI test: timings never decide pass/fail.
+not the table). The table goes to stdout, the same as JSON to --json. At the end every replica
+is compared with its source byte for byte (cmp). Every process is stopped by PID. Installs what
+it needs with scripts/install-deps.sh --bench. Not a CI test: timings never decide pass/fail.
 """
 import argparse
 import json
@@ -162,11 +162,15 @@ class Target:
         self.admin = None  # repl-*: the primary's admin socket
         self.qmp = None    # qsd-*: the QMP connection
 
+    def status(self):
+        """repl-*: the primary's volume status (`replctl status --json`)."""
+        r = subprocess.run([BIN / "replctl", f"--admin-socket={self.admin}", "status", "--json"],
+                           capture_output=True, text=True)
+        return json.loads(r.stdout)["volumes"][0]
+
     def caught_up(self):
         if self.admin:
-            r = subprocess.run([BIN / "replctl", f"--admin-socket={self.admin}", "status", "--json"],
-                               capture_output=True, text=True)
-            v = json.loads(r.stdout)["volumes"][0]
+            v = self.status()
             return (v["connection"] == "connected" and v["sync_state"] == "in_sync"
                     and v["dirty_chunks"] == 0 and v["inflight_writes"] == 0)
         if self.qmp:
@@ -263,9 +267,7 @@ def stream_counters(t):
     other targets and for builds without the message counter."""
     if not t.admin:
         return None
-    r = subprocess.run([BIN / "replctl", f"--admin-socket={t.admin}", "status", "--json"],
-                       capture_output=True, text=True)
-    v = json.loads(r.stdout)["volumes"][0]
+    v = t.status()
     if "stream_messages_total" not in v:
         return None
     return int(v["replicated_writes_total"]), int(v["stream_messages_total"])

@@ -664,6 +664,15 @@ def assert_same_files(a, b):
     log(f"files equal: {a} == {b} ({os.path.getsize(a)} bytes)")
 
 
+def stop_pair_and_compare(prim, sec):
+    """A pair's stores equal, both agents stopped cleanly (by PID), and the stores still equal:
+    a clean stop must leave nothing unwritten on either side."""
+    assert_same_files(prim.store, sec.store)
+    prim.stop()
+    sec.stop()
+    assert_same_files(prim.store, sec.store)
+
+
 def file_hash(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -29,9 +29,8 @@ def counters(prim):
 
 
 def body(case):
-    sec = case.secondary(volume="lin", size=SIZE)
-    prim = case.primary(sec.port, volume="lin", size=SIZE, assume_clean=True,
-                        extra=["--batch-linger=0.05"])
+    prim, sec = case.pair(size=SIZE, volume="lin", assume_clean=True,
+                          extra=["--batch-linger=0.05"])
     H.wait_in_sync(prim, timeout=30, secondary=sec)
 
     # 1. Queue depth 1.
@@ -69,10 +68,7 @@ def body(case):
 
     # 3. Nothing lost.
     H.wait_in_sync(prim, timeout=30, secondary=sec)
-    H.assert_same_files(prim.store, sec.store)
-    prim.stop()
-    sec.stop()
-    H.assert_same_files(prim.store, sec.store)
+    H.stop_pair_and_compare(prim, sec)
 
 
 if __name__ == "__main__":

@@ -108,10 +108,7 @@ print("nbdsh ops done")
         for off, n in ((3 * M, M), (9 * M, M), (10 * M + 4 * K, 8 * K), (13 * M, 1024)):
             H.check(got[off:off + n] == bytes(n), f"{who.name}: trimmed {off}+{n} not zero")
         H.log(f"{who.name} store matches the model")
-    H.assert_same_files(prim.store, sec.store)
-    prim.stop()
-    sec.stop()
-    H.assert_same_files(prim.store, sec.store)
+    H.stop_pair_and_compare(prim, sec)
 
 
 if __name__ == "__main__":

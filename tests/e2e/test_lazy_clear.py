@@ -253,10 +253,7 @@ def body(case):
     wait_file_clear(bm, "2")
 
     H.wait_in_sync(prim, timeout=30, secondary=sec)
-    H.assert_same_files(prim.store, sec.store)
-    prim.stop()
-    sec.stop()
-    H.assert_same_files(prim.store, sec.store)
+    H.stop_pair_and_compare(prim, sec)
 
 
 if __name__ == "__main__":

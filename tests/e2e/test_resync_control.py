@@ -242,11 +242,7 @@ def body(case):
     load.stop()
     st = H.wait_in_sync(prim, timeout=40, secondary=sec)
     H.check_eq(st["chunk_size"], CHUNK, "3: chunk_size once in sync")
-    H.assert_same_files(prim.store, sec.store)
-
-    prim.stop()
-    sec.stop()
-    H.assert_same_files(prim.store, sec.store)
+    H.stop_pair_and_compare(prim, sec)
     doc = json.loads(H.run([H.BIN / "replctl", "bitmap", "examine", "--json", bm]).stdout)
     H.check_eq((doc["chunk_size"], doc["state"], doc["dirty_chunks"]), (CHUNK, "clean", 0),
                "the file after a clean stop")

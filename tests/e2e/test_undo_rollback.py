@@ -200,11 +200,7 @@ def body(case):
     s = sec.status()
     H.check(s["consistent"] is True and s["generation"] == gen,
             f"4: the secondary must follow the primary's generation and be consistent: {s}")
-    H.assert_same_files(prim.store, sec.store)
-
-    prim.stop()
-    sec.stop()
-    H.assert_same_files(prim.store, sec.store)
+    H.stop_pair_and_compare(prim, sec)
 
 
 if __name__ == "__main__":
