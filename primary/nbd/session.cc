@@ -11,6 +11,7 @@
 #include "common/completion_batch.h"
 #include "primary/nbd/handshake.h"
 #include "primary/nbd/nbd_wire.h"
+#include "primary/nbd/request_reader.h"
 #include "primary/nbd/socket_io.h"
 
 namespace blockrepl::nbd {
@@ -76,10 +77,11 @@ void Session::Run() {
 }
 
 void Session::Transmission(const Export& e) {
+  RequestReader reader(fd_);
   bool previous_alone = false;
   while (true) {
     char header[kRequestHeaderSize];
-    absl::Status s = ReadFull(fd_, absl::MakeSpan(header));
+    absl::Status s = reader.Read(absl::MakeSpan(header));
     if (!s.ok()) {
       // EOF without DISC is how many clients leave; Stop() is ours.
       if (!IsCleanEof(s) && !stop_requested_.load(std::memory_order_relaxed)) {
@@ -107,7 +109,7 @@ void Session::Transmission(const Export& e) {
     if (error != 0 && HasPayload(req->type)) {
       // The payload follows the header whatever we think of it: consume it
       // in bounded pieces to stay in sync, never buffer it.
-      s = Discard(fd_, req->length);
+      s = reader.Discard(req->length);
       if (!s.ok()) {
         if (!stop_requested_.load(std::memory_order_relaxed)) {
           Log(absl::StrCat("discarding refused write payload: ", s.message(), ", closing"));
@@ -128,7 +130,7 @@ void Session::Transmission(const Export& e) {
     if (!Admit(buffered, &alone)) return;
     if (HasPayload(req->type)) {
       req->data = Payload::ForOverwrite(req->length);
-      s = ReadFull(fd_, req->data.span());
+      s = reader.Read(req->data.span());
       if (!s.ok()) {
         if (!stop_requested_.load(std::memory_order_relaxed)) {
           Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
@@ -149,7 +151,7 @@ void Session::Transmission(const Export& e) {
     // and running a refill's first write here stalls the rest: -17%), and
     // no next request waiting in the socket (pipelined requests, FUA ones
     // above all, must reach the workers in parallel, not one by one here).
-    const bool queue_depth_one = alone && previous_alone && !HasPendingInput(fd_);
+    const bool queue_depth_one = alone && previous_alone && !reader.HasPendingInput();
     previous_alone = alone;
     if (queue_depth_one && IsModifying(req->type)) {
       Execute(e, std::move(req));

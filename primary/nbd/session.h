@@ -1,5 +1,6 @@
 // One NBD client connection: handshake, then the transmission loop
-// (recv -> validate -> device call on the shared worker pool -> reply).
+// (read through one receive buffer, RequestReader -> validate -> device
+// call on the shared worker pool -> reply).
 // Run() owns the socket's read side and is called once, on the session's
 // own thread; requests execute concurrently on the pool and reply out of
 // order (one thread at a time writes replies, taking along those queued

@@ -30,7 +30,7 @@ absl::Status ReadFull(int fd, absl::Span<char> out) {
       continue;
     }
     if (n == 0) {
-      if (done == 0) return absl::UnavailableError(kEofMessage);
+      if (done == 0) return CleanEofError();
       return absl::DataLossError(
           absl::StrCat("connection closed after ", done, " of ", out.size(), " bytes"));
     }
@@ -98,6 +98,8 @@ bool HasPendingInput(int fd) {
   int pending = 0;
   return ioctl(fd, FIONREAD, &pending) == 0 && pending > 0;
 }
+
+absl::Status CleanEofError() { return absl::UnavailableError(kEofMessage); }
 
 bool IsCleanEof(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable &&

@@ -39,6 +39,8 @@ bool HasPendingInput(int fd);
 
 // True if `status` came from ReadFull hitting a clean end of stream.
 bool IsCleanEof(const absl::Status& status);
+// The status ReadFull returns for that clean end (for readers of their own).
+absl::Status CleanEofError();
 
 // "127.0.0.1:5555", "[::1]:5555", or "unix" for the connected peer of `fd`.
 std::string PeerName(int fd);
