@@ -23,43 +23,53 @@ size_t RequestReader::TakeBuffered(absl::Span<char> out) {
   return n;
 }
 
-absl::Status RequestReader::Refill(bool partial) {
+absl::Status RequestReader::Refill(size_t want, bool clean) {
   begin_ = end_ = 0;  // only called once the buffer is drained
   while (true) {
-    ssize_t n = recv(fd_, buffer_.get(), capacity_, 0);
+    ssize_t n = recv(fd_, buffer_.get(), std::min(want, capacity_), 0);
     if (n > 0) {
       end_ = static_cast<size_t>(n);
       return absl::OkStatus();
     }
     if (n == 0) {
-      return partial ? absl::DataLossError("connection closed inside a request")
-                     : CleanEofError();
+      return clean ? CleanEofError()
+                   : absl::DataLossError("connection closed inside a request");
     }
     if (errno == EINTR) continue;
     return PosixError("recv");
   }
 }
 
-absl::Status RequestReader::Read(absl::Span<char> out) {
+absl::Status RequestReader::Read(absl::Span<char> out, bool read_ahead, bool eof_is_clean) {
   size_t done = TakeBuffered(out);
   while (done < out.size()) {
     const size_t left = out.size() - done;
-    if (left >= capacity_ / 4) {
+    if (IsLarge(left)) {
       // A large payload's rest goes straight where it belongs: copying it
       // through the buffer would cost more than the calls it saves.
       absl::Status s = ReadFull(fd_, out.subspan(done));
-      if (done > 0 && IsCleanEof(s)) {
+      if (IsCleanEof(s) && (done > 0 || !eof_is_clean)) {
         return absl::DataLossError("connection closed inside a request");
       }
       return s;
     }
-    RETURN_IF_ERROR(Refill(/*partial=*/done > 0));
+    RETURN_IF_ERROR(Refill(read_ahead ? capacity_ : left, eof_is_clean && done == 0));
     done += TakeBuffered(out.subspan(done));
   }
   return absl::OkStatus();
 }
 
+absl::Status RequestReader::ReadHeader(absl::Span<char> out) {
+  return Read(out, /*read_ahead=*/!last_payload_large_, /*eof_is_clean=*/true);
+}
+
+absl::Status RequestReader::ReadPayload(absl::Span<char> out) {
+  last_payload_large_ = IsLarge(out.size());
+  return Read(out, /*read_ahead=*/!last_payload_large_, /*eof_is_clean=*/false);
+}
+
 absl::Status RequestReader::Discard(uint64_t length) {
+  last_payload_large_ = IsLarge(length);
   const size_t from_buffer = static_cast<size_t>(std::min<uint64_t>(length, buffered()));
   begin_ += from_buffer;
   if (begin_ == end_) begin_ = end_ = 0;

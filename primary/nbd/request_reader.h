@@ -34,9 +34,16 @@ class RequestReader {
   RequestReader(const RequestReader&) = delete;
   RequestReader& operator=(const RequestReader&) = delete;
 
-  // Fills `out` exactly. A peer close before the first byte of `out` is
-  // ReadFull's clean end (IsCleanEof), after it kDataLoss, as with ReadFull.
-  absl::Status Read(absl::Span<char> out);
+  // Fill `out` exactly: a request's header, then its payload. A peer close
+  // before the first byte of a header is ReadFull's clean end (IsCleanEof);
+  // anywhere else it is kDataLoss.
+  //
+  // While the client sends large payloads, ReadHeader receives just the
+  // header, as ReadFull would: reading ahead would pull the start of the next
+  // payload through the buffer, copying it twice to save one call of many
+  // (measured at 64 KiB writes: more CPU per byte, not less).
+  absl::Status ReadHeader(absl::Span<char> out);
+  absl::Status ReadPayload(absl::Span<char> out);
 
   // Consumes and drops `length` bytes (a refused write's payload).
   absl::Status Discard(uint64_t length);
@@ -48,17 +55,24 @@ class RequestReader {
   size_t buffered() const { return end_ - begin_; }
 
  private:
+  // A payload this large is received straight into place.
+  bool IsLarge(uint64_t length) const { return length >= capacity_ / 4; }
+  // Fills `out`; refills of the buffer ask the socket for `read_ahead`
+  // bytes beyond what `out` still needs. `eof_is_clean`: an end of stream
+  // before the first byte is the connection's normal end.
+  absl::Status Read(absl::Span<char> out, bool read_ahead, bool eof_is_clean);
   // Moves up to `out.size()` buffered bytes into `out`; returns how many.
   size_t TakeBuffered(absl::Span<char> out);
-  // One recv into the (emptied) buffer, of whatever the socket has, at most
-  // the capacity. EOF is kUnavailable("eof"); `partial` makes it kDataLoss.
-  absl::Status Refill(bool partial);
+  // One recv into the (emptied) buffer of at most `want` bytes, of whatever
+  // the socket has. EOF is kUnavailable("eof") if `clean`, else kDataLoss.
+  absl::Status Refill(size_t want, bool clean);
 
   const int fd_;
   const size_t capacity_;
   std::unique_ptr<char[]> buffer_;
   size_t begin_ = 0;  // buffer_[begin_, end_) is received and not yet read
   size_t end_ = 0;
+  bool last_payload_large_ = false;  // the client is sending large payloads
 };
 
 }  // namespace blockrepl::nbd

@@ -31,9 +31,16 @@ class RequestReaderTest : public ::testing::Test {
     for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7 + i / 251);
     return s;
   }
+  // A payload (ReadPayload); Header() reads a request's header.
   std::string ReadString(RequestReader& reader, size_t n) {
     std::string out(n, '\0');
-    absl::Status s = reader.Read(absl::MakeSpan(out.data(), n));
+    absl::Status s = reader.ReadPayload(absl::MakeSpan(out.data(), n));
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+  std::string Header(RequestReader& reader) {
+    std::string out(28, '\0');
+    absl::Status s = reader.ReadHeader(absl::MakeSpan(out.data(), out.size()));
     EXPECT_TRUE(s.ok()) << s;
     return out;
   }
@@ -46,12 +53,12 @@ TEST_F(RequestReaderTest, OneReceiveServesManyPipelinedRequests) {
                     d = Pattern(100, 'd');
   Send(a + b + c + d);
   RequestReader reader(fds_[0], 64 * 1024);
-  EXPECT_EQ(ReadString(reader, 28), a);
+  EXPECT_EQ(Header(reader), a);
   // All of it came in with the first receive: the rest is served from memory.
   EXPECT_EQ(reader.buffered(), b.size() + c.size() + d.size());
   EXPECT_TRUE(reader.HasPendingInput());
   EXPECT_EQ(ReadString(reader, 4096), b);
-  EXPECT_EQ(ReadString(reader, 28), c);
+  EXPECT_EQ(Header(reader), c);
   EXPECT_EQ(ReadString(reader, 100), d);
   EXPECT_EQ(reader.buffered(), 0u);
   EXPECT_FALSE(reader.HasPendingInput());
@@ -66,22 +73,49 @@ TEST_F(RequestReaderTest, ALargePayloadIsReceivedStraightIntoPlace) {
   const std::string next = Pattern(28, 'n');
   std::thread writer([&] { Send(header + payload + next); });
   RequestReader reader(fds_[0], 16 * 1024);
-  EXPECT_EQ(ReadString(reader, 28), header);
+  EXPECT_EQ(Header(reader), header);
   EXPECT_EQ(ReadString(reader, payload.size()), payload);
-  EXPECT_EQ(ReadString(reader, 28), next);
+  EXPECT_EQ(Header(reader), next);
   writer.join();
+}
+
+TEST_F(RequestReaderTest, AfterALargePayloadHeadersAreReadWithoutReadingAhead) {
+  const std::string large = Pattern(64 * 1024, 'l');
+  std::thread writer([&] {
+    Send(Pattern(28, '1') + large + Pattern(28, '2') + large + Pattern(28, '3'));
+  });
+  RequestReader reader(fds_[0], 64 * 1024);
+  EXPECT_EQ(Header(reader), Pattern(28, '1'));
+  EXPECT_EQ(ReadString(reader, large.size()), large);
+  // The next payload stays in the socket, to be received straight into place.
+  EXPECT_EQ(Header(reader), Pattern(28, '2'));
+  EXPECT_EQ(reader.buffered(), 0u);
+  EXPECT_EQ(ReadString(reader, large.size()), large);
+  EXPECT_EQ(Header(reader), Pattern(28, '3'));
+  EXPECT_EQ(reader.buffered(), 0u);
+  writer.join();
+  // A small payload turns reading ahead back on.
+  Send(Pattern(512, 's') + Pattern(28, '4') + Pattern(28, '5'));
+  EXPECT_EQ(ReadString(reader, 512), Pattern(512, 's'));
+  EXPECT_EQ(reader.buffered(), 56u);
+  EXPECT_EQ(Header(reader), Pattern(28, '4'));
+  EXPECT_EQ(reader.buffered(), 28u);
+  EXPECT_EQ(Header(reader), Pattern(28, '5'));
 }
 
 TEST_F(RequestReaderTest, SmallReadsSpanningReceivesAreJoined) {
   RequestReader reader(fds_[0], 1024);
   std::thread writer([&] {
-    // Piece by piece, so each Read may need several receives.
-    for (int i = 0; i < 200; ++i) Send(Pattern(13, static_cast<char>(i)));
+    // Piece by piece, so each read may need several receives.
+    for (int i = 0; i < 400; ++i) Send(Pattern(13, static_cast<char>(i)));
   });
   std::string all;
-  for (int i = 0; i < 200; ++i) all += Pattern(13, static_cast<char>(i));
+  for (int i = 0; i < 400; ++i) all += Pattern(13, static_cast<char>(i));
   std::string got;
-  for (int i = 0; i < 100; ++i) got += ReadString(reader, 26);
+  for (int i = 0; i < 100; ++i) {
+    got += Header(reader);
+    got += ReadString(reader, 24);
+  }
   EXPECT_EQ(got, all);
   writer.join();
 }
@@ -91,24 +125,24 @@ TEST_F(RequestReaderTest, DiscardDropsBufferedAndUnreceivedBytes) {
   const std::string next = Pattern(28, 'n');
   std::thread writer([&] { Send(Pattern(28, 'h') + refused + next); });
   RequestReader reader(fds_[0], 8 * 1024);
-  ReadString(reader, 28);
+  Header(reader);
   ASSERT_TRUE(reader.Discard(refused.size()).ok());
-  EXPECT_EQ(ReadString(reader, 28), next);
+  EXPECT_EQ(Header(reader), next);
   writer.join();
 
   // Entirely from the buffer.
   Send(Pattern(50, 'x') + next);
   ASSERT_TRUE(reader.Discard(50).ok());
-  EXPECT_EQ(ReadString(reader, 28), next);
+  EXPECT_EQ(Header(reader), next);
 }
 
 TEST_F(RequestReaderTest, EndOfStreamBetweenRequestsIsClean) {
   Send(Pattern(28, 'a'));
   CloseClient();
   RequestReader reader(fds_[0]);
-  ReadString(reader, 28);
+  Header(reader);
   char header[28];
-  absl::Status s = reader.Read(absl::MakeSpan(header));
+  absl::Status s = reader.ReadHeader(absl::MakeSpan(header));
   EXPECT_TRUE(IsCleanEof(s)) << s;
 }
 
@@ -117,7 +151,7 @@ TEST_F(RequestReaderTest, EndOfStreamInsideARequestIsDataLoss) {
   CloseClient();
   RequestReader reader(fds_[0]);
   char header[28];
-  absl::Status s = reader.Read(absl::MakeSpan(header));
+  absl::Status s = reader.ReadHeader(absl::MakeSpan(header));
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
 }
 
@@ -125,9 +159,9 @@ TEST_F(RequestReaderTest, EndOfStreamInsideALargePayloadIsDataLoss) {
   Send(Pattern(28 + 1000, 'a'));
   CloseClient();
   RequestReader reader(fds_[0], 4096);
-  ReadString(reader, 28);
+  Header(reader);
   std::string payload(1024 * 1024, '\0');
-  absl::Status s = reader.Read(absl::MakeSpan(payload.data(), payload.size()));
+  absl::Status s = reader.ReadPayload(absl::MakeSpan(payload.data(), payload.size()));
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
 }
 

@@ -81,7 +81,7 @@ void Session::Transmission(const Export& e) {
   bool previous_alone = false;
   while (true) {
     char header[kRequestHeaderSize];
-    absl::Status s = reader.Read(absl::MakeSpan(header));
+    absl::Status s = reader.ReadHeader(absl::MakeSpan(header));
     if (!s.ok()) {
       // EOF without DISC is how many clients leave; Stop() is ours.
       if (!IsCleanEof(s) && !stop_requested_.load(std::memory_order_relaxed)) {
@@ -130,7 +130,7 @@ void Session::Transmission(const Export& e) {
     if (!Admit(buffered, &alone)) return;
     if (HasPayload(req->type)) {
       req->data = Payload::ForOverwrite(req->length);
-      s = reader.Read(req->data.span());
+      s = reader.ReadPayload(req->data.span());
       if (!s.ok()) {
         if (!stop_requested_.load(std::memory_order_relaxed)) {
           Log(absl::StrCat("reading write payload: ", s.message(), ", closing"));
