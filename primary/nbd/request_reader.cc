@@ -10,6 +10,14 @@
 #include "primary/nbd/socket_io.h"
 
 namespace blockrepl::nbd {
+namespace {
+
+// The connection ended after a request had begun.
+absl::Status EofInsideRequest() {
+  return absl::DataLossError("connection closed inside a request");
+}
+
+}  // namespace
 
 RequestReader::RequestReader(int fd, size_t capacity)
     : fd_(fd), capacity_(std::max<size_t>(capacity, 64)), buffer_(new char[capacity_]) {}
@@ -19,21 +27,19 @@ size_t RequestReader::TakeBuffered(absl::Span<char> out) {
   if (n == 0) return 0;
   std::memcpy(out.data(), buffer_.get() + begin_, n);
   begin_ += n;
-  if (begin_ == end_) begin_ = end_ = 0;
   return n;
 }
 
 absl::Status RequestReader::Refill(size_t want, bool clean) {
   begin_ = end_ = 0;  // only called once the buffer is drained
   while (true) {
-    ssize_t n = recv(fd_, buffer_.get(), std::min(want, capacity_), 0);
+    ssize_t n = recv(fd_, buffer_.get(), want, 0);
     if (n > 0) {
       end_ = static_cast<size_t>(n);
       return absl::OkStatus();
     }
     if (n == 0) {
-      return clean ? CleanEofError()
-                   : absl::DataLossError("connection closed inside a request");
+      return clean ? CleanEofError() : EofInsideRequest();
     }
     if (errno == EINTR) continue;
     return PosixError("recv");
@@ -48,11 +54,10 @@ absl::Status RequestReader::Read(absl::Span<char> out, bool read_ahead, bool eof
       // A large payload's rest goes straight where it belongs: copying it
       // through the buffer would cost more than the calls it saves.
       absl::Status s = ReadFull(fd_, out.subspan(done));
-      if (IsCleanEof(s) && (done > 0 || !eof_is_clean)) {
-        return absl::DataLossError("connection closed inside a request");
-      }
+      if (IsCleanEof(s) && (done > 0 || !eof_is_clean)) return EofInsideRequest();
       return s;
     }
+    // Not large, so `left` < capacity_: either way the refill fits.
     RETURN_IF_ERROR(Refill(read_ahead ? capacity_ : left, eof_is_clean && done == 0));
     done += TakeBuffered(out.subspan(done));
   }
@@ -72,7 +77,6 @@ absl::Status RequestReader::Discard(uint64_t length) {
   last_payload_large_ = IsLarge(length);
   const size_t from_buffer = static_cast<size_t>(std::min<uint64_t>(length, buffered()));
   begin_ += from_buffer;
-  if (begin_ == end_) begin_ = end_ = 0;
   length -= from_buffer;
   if (length == 0) return absl::OkStatus();
   return nbd::Discard(fd_, length);  // an end of stream in there is kDataLoss

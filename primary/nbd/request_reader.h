@@ -26,10 +26,12 @@ namespace blockrepl::nbd {
 
 class RequestReader {
  public:
-  // 128 KiB holds a queue depth of 32 pipelined 4 KiB writes, headers included.
+  // 128 KiB holds 31 pipelined 4 KiB writes with their headers: nearly all
+  // a client at queue depth 32 can have sent.
   static constexpr size_t kDefaultCapacity = 128 * 1024;
 
-  // Reads from `fd` (not owned) through a buffer of `capacity` bytes.
+  // Reads from `fd` (not owned) through a buffer of `capacity` bytes (at
+  // least 64: a refill never asks recv for 0 bytes, which reads as an end).
   explicit RequestReader(int fd, size_t capacity = kDefaultCapacity);
   RequestReader(const RequestReader&) = delete;
   RequestReader& operator=(const RequestReader&) = delete;
@@ -63,8 +65,8 @@ class RequestReader {
   absl::Status Read(absl::Span<char> out, bool read_ahead, bool eof_is_clean);
   // Moves up to `out.size()` buffered bytes into `out`; returns how many.
   size_t TakeBuffered(absl::Span<char> out);
-  // One recv into the (emptied) buffer of at most `want` bytes, of whatever
-  // the socket has. EOF is kUnavailable("eof") if `clean`, else kDataLoss.
+  // One recv into the (emptied) buffer of at most `want` (<= capacity_)
+  // bytes, of whatever the socket has. EOF is kUnavailable("eof") if `clean`, else kDataLoss.
   absl::Status Refill(size_t want, bool clean);
 
   const int fd_;
