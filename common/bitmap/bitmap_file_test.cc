@@ -24,9 +24,13 @@ class BitmapFileTest : public ::testing::Test {
     header_.chunk_size = 65536;
     header_.daemon_sleep_ms = 5000;
   }
+  // Inverts one byte. Writing a fixed value would change nothing one time in
+  // 256 where the byte is random (slot B's byte 30 is inside the volume UUID).
   void Corrupt(off_t offset) {
     int fd = open(path_.c_str(), O_RDWR);
-    char byte = 0x5a;
+    char byte = 0;
+    ASSERT_EQ(pread(fd, &byte, 1, offset), 1);
+    byte = static_cast<char>(~byte);
     ASSERT_EQ(pwrite(fd, &byte, 1, offset), 1);
     close(fd);
   }

@@ -221,8 +221,10 @@ TEST_F(RescaleFileTest, FileInUseIsRefusedAndLeftAlone) {
 TEST_F(RescaleFileTest, TornPageIsCarriedOverAsAllDirty) {
   MakeFile();
   int fd = open(path_.c_str(), O_RDWR);
-  char byte = 0x5a;
-  ASSERT_EQ(pwrite(fd, &byte, 1, 8192 + 2 * 4096 + 100), 1);  // page 2
+  char byte = 0;
+  ASSERT_EQ(pread(fd, &byte, 1, 8192 + 2 * 4096 + 100), 1);  // page 2
+  byte = static_cast<char>(~byte);  // inverted: always a change
+  ASSERT_EQ(pwrite(fd, &byte, 1, 8192 + 2 * 4096 + 100), 1);
   close(fd);
   RescaleResult result;
   ASSERT_TRUE(RescaleBitmapFile(path_, 131072, &result).ok());

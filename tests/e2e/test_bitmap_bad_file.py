@@ -35,9 +35,11 @@ CHUNK = 64 * H.KiB
 
 
 def corrupt(path, offset):
+    """Inverts four bytes: always a change, whatever (random) bytes were there."""
     fd = os.open(path, os.O_RDWR)
     try:
-        os.pwrite(fd, b"\x5a\xa5\x5a\xa5", offset)
+        old = os.pread(fd, 4, offset)
+        os.pwrite(fd, bytes(b ^ 0xFF for b in old), offset)
     finally:
         os.close(fd)
 

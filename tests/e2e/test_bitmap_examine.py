@@ -42,9 +42,11 @@ def examine_json(bm):
 
 
 def corrupt(path, offset):
+    """Inverts four bytes: always a change, whatever (random) bytes were there."""
     fd = os.open(path, os.O_RDWR)
     try:
-        os.pwrite(fd, b"\x5a\xa5\x5a\xa5", offset)
+        old = os.pread(fd, 4, offset)
+        os.pwrite(fd, bytes(b ^ 0xFF for b in old), offset)
     finally:
         os.close(fd)
 
