@@ -3,9 +3,12 @@
 
     tests/bench/compare.py [--runtime S] [--rounds N] [--size SIZE] [--targets T,...]
                            [--workloads W,...] [--json FILE] [--keep] [--baseline DIR]
-                           [--repl-args "FLAGS"] [--fresh]
+                           [--repl-args "FLAGS"] [--fresh] [--files sparse|written]
 
-Targets (all on 127.0.0.1 TCP, each on its own sparse file in one temp dir):
+Targets (all on 127.0.0.1 TCP, each on its own file in one temp dir; sparse unless --files
+written, which starts every file full of data, as a disk in use is: on a sparse file a write's
+first touch of a block costs the filesystem an allocation, and a slower target spends more of a
+timed run on first touches than a faster one):
   nbdkit         nbdkit's file plugin (unreplicated; the reference of every ratio)
   qemu-nbd       qemu-nbd on a raw file (unreplicated)
   qsd-background qemu-storage-daemon exporting a raw file, blockdev-mirror copy-mode=background
@@ -331,6 +334,8 @@ def main():
     ap.add_argument("--repl-args", default="", help="extra repl-primary flags for repl-* targets")
     ap.add_argument("--fresh", action="store_true",
                     help="new targets and files for each workload")
+    ap.add_argument("--files", choices=["sparse", "written"], default="sparse",
+                    help="sparse files, or files full of data (a disk in use)")
     a = ap.parse_args()
     global BASELINE_BIN, REPL_ARGS
     REPL_ARGS = a.repl_args.split()
@@ -346,13 +351,13 @@ def main():
     results, checks = [], []
     log(f"bench: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {a.runtime} s per "
         f"run, {a.rounds} round(s), {a.size} files in {d}"
-        f"{', fresh targets per workload' if a.fresh else ''}")
+        f"{', fresh targets per workload' if a.fresh else ''}, {a.files} files")
     try:
         # One group of workloads per set of targets: all of them, or (--fresh) one each.
         for group in ([[w] for w in workloads] if a.fresh else [workloads]):
             gdir = d / group[0] if a.fresh else d
             gdir.mkdir(exist_ok=True)
-            fill = a.fresh and group[0].startswith("read")
+            fill = a.files == "written" or (a.fresh and group[0].startswith("read"))
             running = {name: start_target(name, gdir, size, fill) for name in targets}
             for rnd in range(1, a.rounds + 1):
                 for w in group:
@@ -384,6 +389,7 @@ def main():
         summary = summarize(results, targets, workloads)
         doc = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()[0]},
                "runtime_s": a.runtime, "rounds": a.rounds, "size": a.size, "fresh": a.fresh,
+               "files": a.files,
                "results": results, "summary": summary, "replica_checks": checks}
         if a.json:
             Path(a.json).write_text(json.dumps(doc, indent=1))

@@ -7,7 +7,7 @@
 #   free_port / wait_port PORT     a free 127.0.0.1 port / wait until something listens on it
 #   vol_fields SOCK FIELD...       fields of the only volume of `replctl status --json`
 #   wait_in_sync SOCK TIMEOUT_S    until connected, in_sync, nothing dirty or in flight
-#   make_file PATH...              SIZE bytes, sparse (or allocated with BENCH_PREALLOC=1)
+#   make_file PATH...              SIZE bytes: sparse, fallocated (BENCH_PREALLOC=1) or written (=fill)
 #   start_nbdkit                   nbdkit's file plugin on its own file: URI[nbdkit]
 #   start_pair NAME [FLAGS...]     repl-secondary + repl-primary --assume-clean FLAGS, in sync:
 #                                  URI[NAME], ADMIN[NAME], PSTORE[NAME], SSTORE[NAME]
@@ -68,9 +68,19 @@ wait_in_sync() {  # wait_in_sync ADMIN_SOCKET TIMEOUT_S
 }
 
 declare -A URI ADMIN PSTORE SSTORE
-make_file() {  # make_file PATH...: sparse, or allocated with BENCH_PREALLOC=1
-  local f
+make_file() {  # make_file PATH...: sparse, allocated (BENCH_PREALLOC=1) or written (=fill)
+  local f first=
   for f in "$@"; do
+    if [[ ${BENCH_PREALLOC:-0} == fill ]]; then
+      # Every block written, the same bytes in each file (a source and its replica start equal).
+      if [[ -z $first ]]; then
+        head -c "$(numfmt --from=iec "$SIZE")" /dev/urandom >"$f"
+        first=$f
+      else
+        cp "$first" "$f"
+      fi
+      continue
+    fi
     truncate -s "$SIZE" "$f"
     [[ ${BENCH_PREALLOC:-0} == 0 ]] || fallocate -l "$SIZE" "$f"
   done
