@@ -16,12 +16,30 @@ CompletionBatch::CompletionBatch() : outer_(current_batch) {
 
 CompletionBatch::~CompletionBatch() {
   if (outer_ != nullptr) return;
+  RunDeferred();
+  current_batch = nullptr;
+}
+
+void CompletionBatch::RunDeferred() {
+  if (running_deferred_) return;  // deferred work about to block: the pass in progress goes on
+  running_deferred_ = true;
   // By index: deferred work may defer more (the vector may grow under us).
   for (size_t i = 0; i < deferred_.size(); ++i) {
     absl::AnyInvocable<void() &&> work = std::move(deferred_[i]);
     std::move(work)();
   }
-  current_batch = nullptr;
+  deferred_.clear();
+  running_deferred_ = false;
+}
+
+bool CompletionBatch::HasDeferred() {
+  // Inside deferred work RunDeferredNow() does nothing: nothing is held for it.
+  return current_batch != nullptr && !current_batch->running_deferred_ &&
+         !current_batch->deferred_.empty();
+}
+
+void CompletionBatch::RunDeferredNow() {
+  if (current_batch != nullptr) current_batch->RunDeferred();
 }
 
 bool CompletionBatch::Active() { return current_batch != nullptr; }

@@ -7,6 +7,12 @@
 // completion defers such work with Defer(); the outermost batch runs what was
 // deferred when it ends, on the same thread, in the order deferred.
 //
+// An NBD worker also runs a few queued writes in one batch (WorkerPool), so
+// their replies share a sendmsg. A reply held back must not wait for I/O that
+// a later write of the batch may block on: code about to block calls
+// RunDeferredNow() first (bitmap persistence, the replication window, a range
+// lock).
+//
 // Owned by one thread: a batch lives on the stack of the thread that made it
 // and sees only Defer() calls made on that thread.
 #pragma once
@@ -32,9 +38,18 @@ class CompletionBatch {
   // Active(). Work run at the end may defer more; it runs in the same pass.
   static void Defer(absl::AnyInvocable<void() &&> work);
 
+  // True when this thread's batch holds deferred work.
+  static bool HasDeferred();
+  // Runs this thread's deferred work now (the batch stays open): for a thread
+  // about to wait. No-op without a batch, and from inside deferred work.
+  static void RunDeferredNow();
+
  private:
+  void RunDeferred();
+
   CompletionBatch* const outer_;  // the batch open before this one, if any
   std::vector<absl::AnyInvocable<void() &&>> deferred_;  // outermost batch only
+  bool running_deferred_ = false;
 };
 
 }  // namespace blockrepl

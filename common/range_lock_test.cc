@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/completion_batch.h"
 
 namespace blockrepl {
 namespace {
@@ -31,6 +32,26 @@ TEST(RangeLockTest, OverlappingRangeWaitsForRelease) {
   held.reset();
   waiter.join();
   EXPECT_TRUE(acquired.load());
+}
+
+// An NBD worker running several writes in one CompletionBatch holds their
+// replies back; before it waits for another write's range, they go.
+TEST(RangeLockTest, HeldRepliesGoBeforeTheWait) {
+  RangeLock lock;
+  RangeLock::Holder held = lock.Lock(0, 4);
+  std::atomic<bool> sent{false}, locked{false};
+  std::thread waiter([&] {
+    CompletionBatch batch;
+    CompletionBatch::Defer([&] { sent = true; });
+    RangeLock::Holder mine = lock.Lock(2, 6);
+    locked = true;
+  });
+  for (int i = 0; i < 500 && !sent; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(sent.load());     // ran while the range was still held...
+  EXPECT_FALSE(locked.load());  // ...and the waiter still waits
+  held.Release();
+  waiter.join();
+  EXPECT_TRUE(locked.load());
 }
 
 TEST(RangeLockTest, EmptyRangeStillOrdersAgainstItsChunk) {

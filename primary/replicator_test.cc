@@ -96,6 +96,32 @@ TEST_F(ReplicatorTest, WindowBlocksAtMaxWritesAndReopensOnAck) {
   EXPECT_EQ(replicator_->snapshot().peak_inflight_writes, 4u);
 }
 
+// An NBD worker's run of writes holds their replies back (CompletionBatch);
+// one that finds the window full sends them before it waits.
+TEST_F(ReplicatorTest, HeldRepliesGoBeforeAWaitForTheWindow) {
+  StartWith(/*max_writes=*/2, /*max_bytes=*/1 << 30);
+  // Chunk 2's bit already set and durable: its write does no bitmap I/O, so
+  // only the window wait can send what is held.
+  ASSERT_TRUE(bitmap_.StartWrite(ChunkRange{2, 3}).ok());
+  bitmap_.EndWrite(ChunkRange{2, 3}, /*replicated=*/true);
+  std::atomic<bool> sent{false}, third_done{false};
+  std::thread worker([&] {
+    CompletionBatch batch;
+    Write(0, 4096);
+    Write(1, 4096);
+    CompletionBatch::Defer([&] { sent = true; });
+    Write(2, 4096);  // the window is full: waits for an ack
+    third_done = true;
+  });
+  ASSERT_TRUE(channel_.WaitForOps(2, absl::Seconds(5)));
+  PollFor([&] { return sent.load(); });
+  EXPECT_TRUE(sent.load());
+  EXPECT_FALSE(third_done.load());
+  channel_.Ack(/*applied=*/1, /*durable=*/0);
+  worker.join();
+  EXPECT_TRUE(third_done.load());
+}
+
 TEST_F(ReplicatorTest, WindowBlocksAtMaxBytesButLetsOneBigWriteAlone) {
   StartWith(/*max_writes=*/100, /*max_bytes=*/64 << 10);
   Write(0, 48 << 10);

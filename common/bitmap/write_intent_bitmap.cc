@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/bitmap/bitmap_rescale.h"
+#include "common/completion_batch.h"
 
 namespace blockrepl {
 
@@ -119,6 +120,14 @@ uint64_t WriteIntentBitmap::RequiredVersion(ChunkRange range) const {
 
 absl::Status WriteIntentBitmap::PersistUpTo(uint64_t version) {
   while (durable_version_ < version) {
+    if (CompletionBatch::HasDeferred()) {
+      // About to wait for the bitmap file: replies this thread holds back (an
+      // NBD worker's run of writes) go first, outside the lock.
+      mu_.Unlock();
+      CompletionBatch::RunDeferredNow();
+      mu_.Lock();
+      continue;  // another writer may have made `version` durable meanwhile
+    }
     if (flushing_) {
       // Someone else is writing pages; their flush may cover our change.
       mu_.Await(absl::Condition(

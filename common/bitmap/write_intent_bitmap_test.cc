@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include "common/completion_batch.h"
+
 namespace blockrepl {
 namespace {
 
@@ -159,6 +161,24 @@ TEST(WriteIntentBitmapTest, ConcurrentWritersShareFlushes) {
   EXPECT_EQ(f.bitmap->counts().bits_set, 4096u);
   EXPECT_EQ(f.bitmap->counts().dirty_chunks, 0u);
   EXPECT_LE(f.store->writes, 4096);
+}
+
+// A worker's held replies go before it writes bitmap pages (the write may
+// wait for the disk), and not at all when the bits are already durable.
+TEST(WriteIntentBitmapTest, HeldRepliesGoBeforeBitmapIO) {
+  Fixture f;
+  int writes_when_sent = -1;
+  {
+    CompletionBatch batch;
+    CompletionBatch::Defer([&] { writes_when_sent = f.store->writes; });
+    ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{3, 4}).ok());
+    EXPECT_EQ(writes_when_sent, 0);  // sent, before the page write
+    EXPECT_EQ(f.store->writes, 1);
+    CompletionBatch::Defer([&] { writes_when_sent = 100; });
+    ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{3, 4}).ok());  // durable already: no I/O
+    EXPECT_EQ(writes_when_sent, 0);  // still held
+  }
+  EXPECT_EQ(writes_when_sent, 100);
 }
 
 TEST(WriteIntentBitmapTest, ClearAllClearableLeavesOnlyDirtyBits) {

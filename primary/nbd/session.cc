@@ -156,7 +156,11 @@ void Session::Transmission(const Export& e) {
     if (queue_depth_one && IsModifying(req->type)) {
       Execute(e, std::move(req));
     } else {
-      pool_->Submit([this, &e, req = std::move(req)]() mutable { Execute(e, std::move(req)); });
+      // Plain writes may share a worker's run and its replies' sendmsg
+      // (WorkerPool); reads, flushes, FUA, trims and zeroes wait on the disk.
+      const bool batchable = req->type == kCmdWrite && (req->flags & kCmdFlagFua) == 0;
+      pool_->Submit([this, &e, req = std::move(req)]() mutable { Execute(e, std::move(req)); },
+                    batchable);
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <cassert>
 #include <utility>
 
+#include "common/completion_batch.h"
 #include "common/thread_name.h"
 
 namespace blockrepl::nbd {
@@ -18,10 +19,18 @@ WorkerPool::WorkerPool(int threads) {
 
 WorkerPool::~WorkerPool() { Stop(); }
 
-void WorkerPool::Submit(std::function<void()> task) {
+void WorkerPool::Submit(std::function<void()> task, bool batchable) {
   absl::MutexLock lock(&mu_);
   assert(!stopping_);
-  queue_.push_back(std::move(task));
+  queue_.push_back(Task{std::move(task), batchable});
+}
+
+bool WorkerPool::TakeBatchable(Task* task) {
+  absl::MutexLock lock(&mu_);
+  if (queue_.empty() || !queue_.front().batchable) return false;
+  *task = std::move(queue_.front());
+  queue_.pop_front();
+  return true;
 }
 
 void WorkerPool::Stop() {
@@ -37,7 +46,8 @@ void WorkerPool::Stop() {
 
 void WorkerPool::Loop() {
   while (true) {
-    std::function<void()> task;
+    Task task;
+    bool run_on = false;  // the next task may join this one's run
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -47,8 +57,16 @@ void WorkerPool::Loop() {
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
       queue_.pop_front();
+      run_on = task.batchable && !queue_.empty() && queue_.front().batchable;
     }
-    task();  // never under mu_: tasks block on devices and sockets
+    // Never under mu_: tasks block on devices and sockets.
+    if (!run_on) {
+      task.run();
+      continue;
+    }
+    CompletionBatch batch;  // the run's replies go when it ends
+    task.run();
+    for (int taken = 1; taken < kMaxRun && TakeBatchable(&task); ++taken) task.run();
   }
 }
 

@@ -3,6 +3,16 @@
 // (replication window, synchronous acks), so the pool is sized by how many
 // requests may wait at once, not by core count. Thread-safe. Stop() (also
 // run by the destructor) finishes every queued task, then joins the threads.
+//
+// Runs of short tasks: a client at queue depth 32 sends its writes in bursts,
+// and each write's reply cost a sendmsg of its own (the largest item of the
+// primary's profile, docs/PERFORMANCE.md round 14). A worker that takes a
+// `batchable` task while the next queued task is batchable too runs up to
+// kMaxRun of them in one CompletionBatch, so the replies they queue leave
+// together when the run ends. Only tasks that do not wait for long may be
+// batchable (the session marks plain writes, not reads, flushes or FUA), and
+// what may still wait inside one (bitmap I/O, the replication window, a range
+// lock) sends the held replies first (CompletionBatch::RunDeferredNow).
 #pragma once
 
 #include <deque>
@@ -22,20 +32,31 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Queues `task`. Must not be called after Stop() has begun.
-  void Submit(std::function<void()> task);
+  // The most tasks one run takes (about 8 x 5 us a reply may wait at most).
+  static constexpr int kMaxRun = 8;
+
+  // Queues `task`; `batchable`: it may share a run (see above). Must not be
+  // called after Stop() has begun.
+  void Submit(std::function<void()> task, bool batchable = false);
 
   // Runs what is queued, then joins the threads. Idempotent, but not to be
   // called from two threads at once (NbdServer calls it once, from Stop()).
   void Stop();
 
  private:
+  struct Task {
+    std::function<void()> run;
+    bool batchable;
+  };
+
   void Loop();
+  // The next task if it may join a run, else nothing (it runs on its own).
+  bool TakeBatchable(Task* task);
 
   std::vector<std::thread> threads_;  // touched only by the constructor and Stop()
 
   absl::Mutex mu_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
