@@ -42,6 +42,14 @@ void CompletionBatch::RunDeferredNow() {
   if (current_batch != nullptr) current_batch->RunDeferred();
 }
 
+bool CompletionBatch::RunDeferredOutside(absl::Mutex* mu) {
+  if (!HasDeferred()) return false;
+  mu->Unlock();  // deferred work takes other locks (an NBD session's)
+  current_batch->RunDeferred();
+  mu->Lock();
+  return true;
+}
+
 bool CompletionBatch::Active() { return current_batch != nullptr; }
 
 void CompletionBatch::Defer(absl::AnyInvocable<void() &&> work) {

@@ -9,9 +9,9 @@
 //
 // An NBD worker also runs a few queued writes in one batch (WorkerPool), so
 // their replies share a sendmsg. A reply held back must not wait for I/O that
-// a later write of the batch may block on: code about to block calls
-// RunDeferredNow() first (bitmap persistence, the replication window, a range
-// lock).
+// a later write of the batch may block on: code about to wait under a lock
+// calls RunDeferredOutside() first (bitmap persistence, the replication
+// window, a range lock).
 //
 // Owned by one thread: a batch lives on the stack of the thread that made it
 // and sees only Defer() calls made on that thread.
@@ -19,7 +19,9 @@
 
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
 
 namespace blockrepl {
 
@@ -43,6 +45,10 @@ class CompletionBatch {
   // Runs this thread's deferred work now (the batch stays open): for a thread
   // about to wait. No-op without a batch, and from inside deferred work.
   static void RunDeferredNow();
+  // For a thread about to wait while holding `mu`: if its batch holds work,
+  // releases `mu`, runs the work, and takes `mu` again. True if it did (what
+  // `mu` guards may have changed meanwhile).
+  static bool RunDeferredOutside(absl::Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu);
 
  private:
   void RunDeferred();

@@ -27,13 +27,9 @@ RangeLock::Holder RangeLock::Lock(uint64_t first, uint64_t end) {
   } args{this, id, first, end};
   if (MustWait(id, first, end)) {
     waiting_.push_back(Held{id, first, end});
-    if (CompletionBatch::HasDeferred()) {
-      // About to wait for another write: replies this thread holds back go
-      // first, outside the lock. Queued in waiting_, the place is kept.
-      mu_.Unlock();
-      CompletionBatch::RunDeferredNow();
-      mu_.Lock();
-    }
+    // About to wait for another write: replies this thread holds back go
+    // first. Queued in waiting_, the place is kept meanwhile.
+    CompletionBatch::RunDeferredOutside(&mu_);
     mu_.Await(absl::Condition(
         +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           return !a->self->MustWait(a->id, a->first, a->end);

@@ -455,13 +455,11 @@ ReplicationTicket Replicator::Submit(Op::Kind kind, uint64_t offset, uint64_t le
       return inflight_writes_ < options_.max_inflight_writes &&
              (inflight_bytes_ + bytes <= options_.max_inflight_bytes || inflight_writes_ == 0);
     };
-    if (connection != 0 && !room() && CompletionBatch::HasDeferred()) {
+    if (connection != 0 && !room()) {
       // About to wait for room in the window: the NBD replies this thread
-      // holds back (a worker's run of writes already done) go first, outside
-      // the lock. Every wait below re-checks room().
-      mu_.Unlock();
-      CompletionBatch::RunDeferredNow();
-      mu_.Lock();
+      // holds back (a worker's run of writes already done) go first. Every
+      // wait below re-checks room().
+      CompletionBatch::RunDeferredOutside(&mu_);
     }
     const bool client_write = IsClientWrite(kind);
     bool only_mark = false;

@@ -120,14 +120,10 @@ uint64_t WriteIntentBitmap::RequiredVersion(ChunkRange range) const {
 
 absl::Status WriteIntentBitmap::PersistUpTo(uint64_t version) {
   while (durable_version_ < version) {
-    if (CompletionBatch::HasDeferred()) {
-      // About to wait for the bitmap file: replies this thread holds back (an
-      // NBD worker's run of writes) go first, outside the lock.
-      mu_.Unlock();
-      CompletionBatch::RunDeferredNow();
-      mu_.Lock();
-      continue;  // another writer may have made `version` durable meanwhile
-    }
+    // About to wait for the bitmap file: replies this thread holds back (an
+    // NBD worker's run of writes) go first. Another writer may have made
+    // `version` durable meanwhile: look again.
+    if (CompletionBatch::RunDeferredOutside(&mu_)) continue;
     if (flushing_) {
       // Someone else is writing pages; their flush may cover our change.
       mu_.Await(absl::Condition(

@@ -27,7 +27,7 @@ void WorkerPool::Submit(std::function<void()> task, bool batchable) {
 
 bool WorkerPool::TakeBatchable(Task* task) {
   absl::MutexLock lock(&mu_);
-  if (queue_.empty() || !queue_.front().batchable) return false;
+  if (!FrontIsBatchable()) return false;
   *task = std::move(queue_.front());
   queue_.pop_front();
   return true;
@@ -57,7 +57,7 @@ void WorkerPool::Loop() {
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
       queue_.pop_front();
-      run_on = task.batchable && !queue_.empty() && queue_.front().batchable;
+      run_on = task.batchable && FrontIsBatchable();
     }
     // Never under mu_: tasks block on devices and sockets.
     if (!run_on) {

@@ -12,7 +12,7 @@
 // together when the run ends. Only tasks that do not wait for long may be
 // batchable (the session marks plain writes, not reads, flushes or FUA), and
 // what may still wait inside one (bitmap I/O, the replication window, a range
-// lock) sends the held replies first (CompletionBatch::RunDeferredNow).
+// lock) sends the held replies first (CompletionBatch::RunDeferredOutside).
 #pragma once
 
 #include <deque>
@@ -54,6 +54,9 @@ class WorkerPool {
   // Takes the next task if it may join a run; false if there is none or it
   // must run on its own.
   bool TakeBatchable(Task* task);
+  bool FrontIsBatchable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() && queue_.front().batchable;
+  }
 
   std::vector<std::thread> threads_;  // touched only by the constructor and Stop()
 

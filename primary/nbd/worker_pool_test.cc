@@ -63,10 +63,14 @@ TEST_F(WorkerPoolRunTest, ATaskThatIsNotBatchableEndsTheRunAndRunsAlone) {
 }
 
 TEST_F(WorkerPoolRunTest, ARunTakesAtMostMaxRunTasks) {
-  static_assert(WorkerPool::kMaxRun == 8);
-  for (int id = 1; id <= 10; ++id) SubmitLogging(id, true);
-  EXPECT_EQ(RunAndLog(),
-            "t1 t2 t3 t4 t5 t6 t7 t8 d1 d2 d3 d4 d5 d6 d7 d8 t9 t10 d9 d10 ");
+  constexpr int kMax = WorkerPool::kMaxRun;
+  for (int id = 1; id <= kMax + 2; ++id) SubmitLogging(id, true);
+  // A full run and its replies, then the last two as a run of their own.
+  std::string expected;
+  for (int id = 1; id <= kMax; ++id) absl::StrAppend(&expected, "t", id, " ");
+  for (int id = 1; id <= kMax; ++id) absl::StrAppend(&expected, "d", id, " ");
+  absl::StrAppend(&expected, "t", kMax + 1, " t", kMax + 2, " d", kMax + 1, " d", kMax + 2, " ");
+  EXPECT_EQ(RunAndLog(), expected);
 }
 
 TEST_F(WorkerPoolRunTest, ABatchableTaskWithNothingQueuedBehindItRunsAlone) {
