@@ -108,6 +108,10 @@ std::string FormatVolumeDetail(const admin::VolumeStatus& v) {
                                         ", durable ", v.durable_seq()));
   } else {
     Line(&out, "Metadata", v.bitmap_file());
+    Line(&out, "Store I/O",
+         v.store_io() == "direct"
+             ? absl::StrCat("direct (O_DIRECT, io_uring), ", v.direct_writes_total(), " writes")
+             : v.store_io());
     Line(&out, "Applied", absl::StrCat(v.replicated_writes_total(), " writes, ",
                                        FormatBytes(v.replicated_bytes_total()), "; resync ",
                                        FormatBytes(v.resynced_bytes_total())));

@@ -8,7 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 BUILD_DEPS=(cmake ninja-build pkg-config g++ ccache libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev libgtest-dev libgmock-dev
-  libcli11-dev prometheus-cpp-dev libcivetweb-dev libsystemd-dev libxxhash-dev libzstd-dev liblz4-dev)
+  libcli11-dev prometheus-cpp-dev libcivetweb-dev libsystemd-dev libxxhash-dev libzstd-dev liblz4-dev
+  liburing-dev)
 TEST_DEPS=(libnbd-bin python3-libnbd nbdkit qemu-utils fio curl socat delay procps prometheus
   python3-yaml systemd clang libclang-rt-14-dev)
 

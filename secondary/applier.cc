@@ -340,10 +340,23 @@ absl::Status Applier::Checksum(const Op& op, replication::Ack* ack) {
   return absl::OkStatus();
 }
 
+bool Applier::IsDirectWrite(const Op& op) const {
+  return direct_ != nullptr && (op.kind() == Op::WRITE || op.kind() == Op::RESYNC) &&
+         DirectWriteQueue::Aligned(op.offset(), op.length());
+}
+
+absl::Status Applier::DrainDirectWrites() {
+  if (direct_ == nullptr) return absl::OkStatus();
+  absl::Status status = direct_->Drain();
+  stats_.direct_writes_total = direct_->writes_total();
+  return status;
+}
+
 absl::Status Applier::ApplyOp(const Op& op, const PayloadView& payload) {
   switch (op.kind()) {
     case Op::WRITE:
     case Op::RESYNC:
+      if (IsDirectWrite(op)) return direct_->Write(op.offset(), payload.pieces);
       return store_->WritePieces(op.offset(), payload.pieces, /*fua=*/false);
     case Op::TRIM:
       return store_->Trim(op.offset(), op.length(), /*fua=*/false);
@@ -420,18 +433,40 @@ absl::Status Applier::ApplyBatch(const IncomingBatch& batch, replication::Ack* a
     status = SaveUndo(batch);
     if (!status.ok()) NoteStoreError(status);
   }
+  // Direct writes still in flight have not landed: until the queue is
+  // drained, "applied" may only say `drained_seq`.
+  uint64_t drained_seq = stats_.applied_seq;
+  auto direct_writes_failed = [&](const absl::Status& failure, const std::string& where)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        NoteStoreError(failure);
+        stats_.applied_seq = drained_seq;
+        return absl::Status(failure.code(), absl::StrCat("the writes after op seq ", drained_seq,
+                                                         where, ": ", failure.message()));
+      };
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!status.ok()) break;
     const Op& op = batch.ops()[i];
     const bool is_resync = op.kind() == Op::RESYNC || op.kind() == Op::RESYNC_ZERO;
+    const bool direct = IsDirectWrite(op);
+    if (!direct) {
+      // Every other op comes after the writes before it, as on the primary.
+      status = DrainDirectWrites();
+      if (!status.ok()) {
+        status = direct_writes_failed(status, absl::StrCat(" (before op seq ", op.seq(), ")"));
+        break;
+      }
+      drained_seq = stats_.applied_seq;
+    }
     status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op, batch.payload(i));
     if (!status.ok()) {
       NoteStoreError(status);  // ValidateOp passed, so this is the store failing (EIO, ENOSPC...)
       status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
                                                        status.message()));
+      if (direct) stats_.applied_seq = drained_seq;  // its earlier writes may have failed too
       break;
     }
     stats_.applied_seq = op.seq();
+    if (!direct) drained_seq = op.seq();
     if ((op.kind() == Op::BARRIER && !op.durability_only()) || op.kind() == Op::RESYNC_DONE ||
         op.kind() == Op::HANDOVER) {
       stats_.durable_seq = op.seq();  // flushed inline: everything before it too
@@ -442,6 +477,9 @@ absl::Status Applier::ApplyBatch(const IncomingBatch& batch, replication::Ack* a
     }
     if (is_resync) stats_.resync_bytes_total += op.length();
   }
+  // The ack says "applied": every direct write of the batch has landed.
+  absl::Status drained = DrainDirectWrites();
+  if (!drained.ok() && status.ok()) status = direct_writes_failed(drained, "");
   stats_.consistent = meta_.consistent;
   stats_.resyncing = !meta_.consistent;
   RefreshUndoStats();

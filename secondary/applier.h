@@ -25,6 +25,7 @@
 #include "common/data_history.h"
 #include "common/wire/stream_codec.h"
 #include "replication.pb.h"
+#include "secondary/direct_write_queue.h"
 #include "secondary/replica_meta.h"
 #include "secondary/undo_log.h"
 
@@ -55,6 +56,8 @@ class Applier {
     bool split_brain = false;           // the last Hello was refused as a split brain
     DiscardChoice resolution = DiscardChoice::kNone;
     bool promoted = false;
+    bool direct_writes = false;       // aligned writes bypass the page cache
+    uint64_t direct_writes_total = 0;  // writes the direct queue started
   };
 
   // `meta` is the loaded (or fresh) metadata; it is saved to `meta_path`.
@@ -76,6 +79,15 @@ class Applier {
   void SetListener(Listener listener) {
     absl::MutexLock lock(&listener_mu_);
     listener_ = std::move(listener);
+  }
+
+  // From now on aligned data writes go to the store through `direct`
+  // (O_DIRECT, several in flight, drained before every other op and before
+  // each ack) instead of the store's page cache. Set before the first stream.
+  void UseDirectWrites(std::unique_ptr<DirectWriteQueue> direct) {
+    absl::MutexLock lock(&mu_);
+    direct_ = std::move(direct);
+    stats_.direct_writes = direct_ != nullptr;
   }
 
   // Checks a primary's Hello; on acceptance records the history the image
@@ -143,6 +155,10 @@ class Applier {
                           uint64_t previous_seq) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOp(const replication::Op& op, const PayloadView& payload)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `op` goes through direct_ (it only writes, and is aligned).
+  bool IsDirectWrite(const replication::Op& op) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Waits for the direct writes in flight; their first failure.
+  absl::Status DrainDirectWrites() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The flusher thread: syncs the store up to the latest durability-only
   // barrier, outside mu_, then publishes durable_seq and tells the listener.
   void FlushLoop();
@@ -179,6 +195,7 @@ class Applier {
   std::string verify_buffer_ ABSL_GUARDED_BY(mu_);
   Snapshot stats_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<BitmapFile> own_bitmap_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<DirectWriteQueue> direct_ ABSL_GUARDED_BY(mu_);  // null: all through store_
   bool own_writes_pending_ ABSL_GUARDED_BY(mu_) = false;  // own_bitmap_ has bits set
   DiscardChoice resolution_ ABSL_GUARDED_BY(mu_) = DiscardChoice::kNone;
   std::string promote_nbd_listen_ ABSL_GUARDED_BY(mu_);

@@ -69,6 +69,18 @@ absl::StatusOr<std::unique_ptr<ReplicaVolume>> ReplicaVolume::Open(
   if (!undo.ok()) return undo.status();
   v->applier_ = std::make_unique<Applier>(o.volume, v->store_.get(), v->meta_path_, meta,
                                           std::move(undo).value(), std::move(own).value());
+  if (o.store_io == "direct") {
+    // Fault injection wraps the store's calls, which direct writes would bypass.
+    if (!o.fault_control.empty()) {
+      return absl::InvalidArgumentError("--store-io=direct bypasses --test-inject-faults");
+    }
+    auto direct = DirectWriteQueue::Open(o.store_path);
+    if (!direct.ok()) {
+      return absl::Status(direct.status().code(),
+                          absl::StrCat("--store-io=direct: ", direct.status().message()));
+    }
+    v->applier_->UseDirectWrites(std::move(direct).value());
+  }
   return v;
 }
 

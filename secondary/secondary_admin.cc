@@ -54,6 +54,8 @@ admin::VolumeStatus SecondaryAdmin::ReplicaStatus(HostedVolume& volume) const {
   v.set_generation(s.followed_generation);
   v.set_undo_available(s.undo_available);
   v.set_undo_log_bytes(s.undo_log_bytes);
+  v.set_store_io(s.direct_writes ? "direct" : "buffered");
+  v.set_direct_writes_total(s.direct_writes_total);
   v.set_disconnected_by_operator(service_->disconnected(applier.volume()));
   v.set_diverged_from(s.diverged_from);
   v.set_volume_uuid(applier.meta().volume_uuid);

@@ -21,6 +21,9 @@ struct SecondaryVolumeOptions {
   std::string nbd_listen;     // where a promoted volume is served ("" = promote must say)
   std::string peer;           // where a promoted volume replicates to ("" = nowhere yet)
   std::string fault_control; // test only: --test-inject-faults FILE (see FaultInjectingBlockDevice)
+  // How the replica writes its store: "buffered" (the page cache) or
+  // "direct" (O_DIRECT through io_uring, secondary/direct_write_queue.h).
+  std::string store_io = "buffered";
 };
 
 struct SecondaryAgentOptions {

@@ -63,6 +63,12 @@ void AppendVolumeStatusMetrics(const admin::VolumeStatus& s, MetricSet* out) {
                s.undo_log_bytes());
     out->Gauge("undo_available", "1 when an interrupted resync can be rolled back.", vol,
                s.undo_available() ? 1 : 0);
+    out->Gauge("store_direct_io",
+               "1 when aligned writes reach the store with O_DIRECT (--store-io), 0 through the "
+               "page cache.", vol, s.store_io() == "direct" ? 1 : 0);
+    out->Counter("direct_writes_total",
+                 "Direct writes started on the store (one per 128 KiB of a longer write).", vol,
+                 s.direct_writes_total());
     return;
   }
 

@@ -13,7 +13,9 @@
 # Env: RW (fio --rw, default randwrite), BENCH_SIZE (1G), BENCH_RUNTIME (14 s; 8 s are sampled from
 # second 4), BIN (build/bin), BENCH_KEEP=1 keeps the dir with the perf data, BENCH_PRIMARY_ARGS
 # (more repl-primary flags, e.g. --batch-linger=0.001), BENCH_PROBES=0 (no uprobes: each costs
-# an int3 trap per call, about 12% of the NBD workers' time on round 11's PVM guest). Needs perf
+# an int3 trap per call, about 12% of the NBD workers' time on round 11's PVM guest),
+# BENCH_CALLGRAPH=dwarf (user stacks through libraries built without frame pointers, such as
+# absl's and glibc's; larger perf data, sampled at 499 Hz). Needs perf
 # (linux-perf) and root (uprobes, perf on other processes). Not a CI test: it prints measurements
 # only.
 set -euo pipefail
@@ -62,6 +64,8 @@ if [[ ${BENCH_PROBES:-1} != 0 ]]; then
     e=$(add_probe apply "$BIN/repl-secondary" '^_ZN9blockrepl7Applier10ApplyBatch'); [[ -z $e ]] || sevents+=,$e
   fi
 fi
+callgraph=(-F 999 -g)
+[[ ${BENCH_CALLGRAPH:-fp} == dwarf ]] && callgraph=(-F 499 --call-graph dwarf,16384)
 trap 'perf probe -q -d "brbench:*" >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
 "${on_primary_cpu[@]}" fio --name=profile --ioengine=nbd --uri="nbd://127.0.0.1:$nport/v" --rw="${RW:-randwrite}" \
@@ -72,12 +76,12 @@ sleep 4
 samplers=()
 perf stat --per-thread -e "$pevents" -p "$ppid" -o "$DIR/stat-p.txt" -- sleep 8 &
 samplers+=($!)
-perf record -q -F 999 -g -o "$DIR/perf-p.data" -p "$ppid" -- sleep 8 >/dev/null 2>&1 &
+perf record -q "${callgraph[@]}" -o "$DIR/perf-p.data" -p "$ppid" -- sleep 8 >/dev/null 2>&1 &
 samplers+=($!)
 if [[ -n $spid ]]; then
   perf stat --per-thread -e "$sevents" -p "$spid" -o "$DIR/stat-s.txt" -- sleep 8 &
   samplers+=($!)
-  perf record -q -F 999 -g -o "$DIR/perf-s.data" -p "$spid" -- sleep 8 >/dev/null 2>&1 &
+  perf record -q "${callgraph[@]}" -o "$DIR/perf-s.data" -p "$spid" -- sleep 8 >/dev/null 2>&1 &
   samplers+=($!)
 fi
 wait "$fio_pid" "${samplers[@]}"  # not the agents: they run until the exit trap stops them

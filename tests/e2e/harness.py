@@ -657,6 +657,18 @@ def compare_files(a, b, block=4 * MiB):
     return None
 
 
+def supports_o_direct(directory):
+    """Whether files in `directory` can be opened with O_DIRECT (not on tmpfs)."""
+    probe = Path(directory) / ".o_direct_probe"
+    try:
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink()
+    return True
+
+
 def assert_same_files(a, b):
     diff = compare_files(a, b)
     if diff:
@@ -957,9 +969,9 @@ class Case:
         self.agents.append(a)
         return a.start() if start else a
 
-    def pair(self, size="64M", volume="vol0", **primary_kw):
+    def pair(self, size="64M", volume="vol0", secondary_extra=(), **primary_kw):
         """A secondary and a primary on fresh sparse stores, not yet necessarily in sync."""
-        sec = self.secondary(volume=volume, size=size)
+        sec = self.secondary(volume=volume, size=size, extra=secondary_extra)
         prim = self.primary(sec.port, volume=volume, size=size, **primary_kw)
         return prim, sec
 
