@@ -7,14 +7,18 @@
 // samples at 4 KiB (ext4's large folios make every 4 KiB write walk a
 // folio's buffer heads), the flusher's fdatasync then wrote it all back, and
 // kernel threads did the rest of the writeback on the same cores. Direct,
-// the secondary spent a third to a half of the CPU per GiB (round 15 of
-// docs/PERFORMANCE.md) and keeps no dirty memory.
+// at 4 KiB the secondary spent 36-56% of the CPU per GiB (round 15 of
+// docs/PERFORMANCE.md), and it keeps no dirty memory.
 //
 // Why it is not the default: a direct write waits for the disk, and the
 // applier acks a batch only once its writes have landed. With a 1 GiB image
 // in a machine of 24 GiB the page cache is a RAM disk, so on this benchmark
-// host buffered won on throughput: 4 KiB QD 32 by 6-9%, 1 MiB writes (one
-// per batch, nothing to overlap) by 40-70%.
+// host buffered won on throughput: 4 KiB QD 32 by 6-39%, 1 MiB writes (one
+// per batch, nothing to overlap) by 36-70%, where the secondary's own CPU per
+// GiB even rose (a slot copy and a device kick per 128 KiB, against
+// writeback that kernel threads do for a buffered write). Overlapping one
+// batch's writes with the next batch (acks that follow the completions)
+// would be the way to make it pay at 1 MiB.
 //
 // The queue keeps up to `slots` writes in flight and the caller drains it
 // once per batch. Payloads arrive in gRPC's receive buffers at any address,

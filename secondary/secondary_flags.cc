@@ -47,8 +47,8 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "--listen)");
   app.add_option("--store-io", f.volume.store_io,
                  "how the replica writes its store: buffered (through the page cache) or direct "
-                 "(aligned writes with O_DIRECT through io_uring, several in flight: a quarter "
-                 "to a third of the CPU, no page cache, but each batch waits for the disk)")
+                 "(aligned writes with O_DIRECT through io_uring, several in flight: no page "
+                 "cache and less CPU for small writes, but each batch waits for the disk)")
       ->check(CLI::IsMember({"buffered", "direct"}))
       ->capture_default_str();
   // Hidden (group ""): tests only, see common/fault_injecting_block_device.h.

@@ -67,6 +67,7 @@ TARGETS = ["nbdkit", "qemu-nbd", "qsd-background", "qsd-blocking", "repl-off", "
            "repl-sync"]
 BASELINE_BIN = None  # --baseline: binaries of the base-* targets
 REPL_ARGS = []  # --repl-args: extra repl-primary flags of the repl-* targets
+SECONDARY_ARGS = []  # --secondary-args: extra repl-secondary flags of the repl-* targets
 PROCS = []  # every process we started, stopped by PID at exit
 
 
@@ -244,7 +245,8 @@ def start_target(name, d, size, fill=False):
     if name_kind != "off":
         make_file(sec, size, fill)
         s = spawn([binaries / "repl-secondary", f"--volume={name}", f"--store={sec}",
-                   f"--listen=127.0.0.1:{sport}", f"--admin-socket={d / (name + '-s.sock')}"],
+                   f"--listen=127.0.0.1:{sport}", f"--admin-socket={d / (name + '-s.sock')}",
+                   *(SECONDARY_ARGS if name.startswith("repl-") else [])],
                   d / f"{name}-secondary.log")
         wait_for(lambda: port_open(sport), 10, f"{name}: the secondary")
         pids.append(s.pid)
@@ -332,13 +334,16 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--baseline", help="build/bin of another build, for the base-* targets")
     ap.add_argument("--repl-args", default="", help="extra repl-primary flags for repl-* targets")
+    ap.add_argument("--secondary-args", default="",
+                    help="extra repl-secondary flags for repl-* targets (e.g. --store-io=direct)")
     ap.add_argument("--fresh", action="store_true",
                     help="new targets and files for each workload")
     ap.add_argument("--files", choices=["sparse", "written"], default="sparse",
                     help="sparse files, or files full of data (a disk in use)")
     a = ap.parse_args()
-    global BASELINE_BIN, REPL_ARGS
+    global BASELINE_BIN, REPL_ARGS, SECONDARY_ARGS
     REPL_ARGS = a.repl_args.split()
+    SECONDARY_ARGS = a.secondary_args.split()
     if a.baseline:
         BASELINE_BIN = Path(a.baseline)
     elif any(t.startswith("base-") for t in a.targets.split(",")):
@@ -389,7 +394,7 @@ def main():
         summary = summarize(results, targets, workloads)
         doc = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()[0]},
                "runtime_s": a.runtime, "rounds": a.rounds, "size": a.size, "fresh": a.fresh,
-               "files": a.files,
+               "files": a.files, "repl_args": REPL_ARGS, "secondary_args": SECONDARY_ARGS,
                "results": results, "summary": summary, "replica_checks": checks}
         if a.json:
             Path(a.json).write_text(json.dumps(doc, indent=1))

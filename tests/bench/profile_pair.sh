@@ -12,7 +12,8 @@
 #
 # Env: RW (fio --rw, default randwrite), BENCH_SIZE (1G), BENCH_RUNTIME (14 s; 8 s are sampled from
 # second 4), BIN (build/bin), BENCH_KEEP=1 keeps the dir with the perf data, BENCH_PRIMARY_ARGS
-# (more repl-primary flags, e.g. --batch-linger=0.001), BENCH_PROBES=0 (no uprobes: each costs
+# (more repl-primary flags, e.g. --batch-linger=0.001), BENCH_SECONDARY_ARGS (more repl-secondary
+# flags, e.g. --store-io=direct), BENCH_PROBES=0 (no uprobes: each costs
 # an int3 trap per call, about 12% of the NBD workers' time on round 11's PVM guest),
 # BENCH_CALLGRAPH=dwarf (user stacks through libraries built without frame pointers, such as
 # absl's and glibc's; larger perf data, sampled at 499 Hz). Needs perf
@@ -33,9 +34,10 @@ bench_setup
 sport=$(free_port); nport=$(free_port)
 make_file "$DIR/p.img" "$DIR/s.img"
 spid=
+read -r -a secondary_more <<<"${BENCH_SECONDARY_ARGS:-}"
 if [[ $MODE != off ]]; then
   "${on_secondary_cpu[@]}" "$BIN/repl-secondary" --volume=v --store="$DIR/s.img" --listen="127.0.0.1:$sport" \
-    --admin-socket="$DIR/s.sock" >"$DIR/s.log" 2>&1 </dev/null &
+    --admin-socket="$DIR/s.sock" "${secondary_more[@]}" >"$DIR/s.log" 2>&1 </dev/null &
   spid=$!; PIDS+=($spid)
   wait_port "$sport"
 fi
