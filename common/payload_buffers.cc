@@ -18,6 +18,22 @@ namespace {
 constexpr size_t kPageBytes = 4096;
 size_t MappedBytesFor(size_t size) { return (size + kPageBytes - 1) / kPageBytes * kPageBytes; }
 
+// Which buffers the cache keeps: the mapped ones, and the page multiples
+// below them (the 4-60 KiB writes of most clients), which come from the heap
+// page-aligned. Others go straight to malloc and free.
+bool Pooled(size_t size) {
+  return size >= kMappedMin || (size >= kPageBytes && size % kPageBytes == 0);
+}
+// The cache's size class of a pooled buffer: what was mapped or allocated.
+size_t PoolKey(size_t size) { return size >= kMappedMin ? MappedBytesFor(size) : size; }
+void ReleaseBuffer(char* buffer, size_t key) {
+  if (key >= kMappedMin) {
+    munmap(buffer, key);
+  } else {
+    std::free(buffer);
+  }
+}
+
 // Free mapped buffers by length (a streaming client's writes mostly share one).
 class Cache {
  public:
@@ -91,18 +107,26 @@ Cache& TheCache() {
 }  // namespace
 
 char* Allocate(size_t size) {
-  if (size < kMappedMin) {
+  if (!Pooled(size)) {
     void* bytes = std::malloc(size);
     if (bytes == nullptr) throw std::bad_alloc();
     return static_cast<char*>(bytes);
   }
-  const size_t mapped_bytes = MappedBytesFor(size);
-  if (char* cached = TheCache().Take(mapped_bytes)) return cached;
+  const size_t key = PoolKey(size);
+  if (char* cached = TheCache().Take(key)) return cached;
+  if (key < kMappedMin) {
+    void* bytes = std::aligned_alloc(kPageBytes, key);
+    if (bytes == nullptr) {
+      TheCache().Unmapped(key);
+      throw std::bad_alloc();
+    }
+    return static_cast<char*>(bytes);
+  }
   // Populated at once: one call instead of a page fault per 4 KiB.
-  void* mapping = mmap(nullptr, mapped_bytes, PROT_READ | PROT_WRITE,
+  void* mapping = mmap(nullptr, key, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (mapping == MAP_FAILED) {
-    TheCache().Unmapped(mapped_bytes);
+    TheCache().Unmapped(key);
     throw std::bad_alloc();
   }
   return static_cast<char*>(mapping);
@@ -110,15 +134,15 @@ char* Allocate(size_t size) {
 
 void Free(char* bytes, size_t size) {
   if (bytes == nullptr) return;
-  if (size < kMappedMin) return std::free(bytes);
-  const size_t mapped_bytes = MappedBytesFor(size);
-  std::vector<std::pair<char*, size_t>> evicted;  // unmapped outside the cache's lock
-  if (!TheCache().Keep(bytes, mapped_bytes, &evicted)) munmap(bytes, mapped_bytes);
-  for (auto [buffer, length] : evicted) munmap(buffer, length);
+  if (!Pooled(size)) return std::free(bytes);
+  const size_t key = PoolKey(size);
+  std::vector<std::pair<char*, size_t>> evicted;  // released outside the cache's lock
+  if (!TheCache().Keep(bytes, key, &evicted)) ReleaseBuffer(bytes, key);
+  for (auto [buffer, buffer_key] : evicted) ReleaseBuffer(buffer, buffer_key);
 }
 
 void ReleaseCached() {
-  for (auto [buffer, mapped_bytes] : TheCache().TakeAll()) munmap(buffer, mapped_bytes);
+  for (auto [buffer, key] : TheCache().TakeAll()) ReleaseBuffer(buffer, key);
 }
 
 Stats GetStats() { return TheCache().stats(); }

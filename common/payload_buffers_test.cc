@@ -67,15 +67,37 @@ TEST_F(PayloadBuffersTest, AFullCacheMakesRoomForTheSizeNowBeingFreed) {
   EXPECT_EQ(GetStats().mapped_bytes, GetStats().cached_bytes);
 }
 
-TEST_F(PayloadBuffersTest, SmallBuffersAreNotCached) {
-  char* small = Allocate(4096);
-  std::memset(small, 'x', 4096);
-  Free(small, 4096);
+TEST_F(PayloadBuffersTest, PageMultiplesBelowTheMappedSizeAreCachedAndAligned) {
+  const uint64_t misses = GetStats().maps_total;
+  char* first = Allocate(4096);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 4096, 0u);
+  std::memset(first, 'x', 4096);
+  Free(first, 4096);
+  EXPECT_EQ(GetStats().cached_bytes, 4096u);
+  char* second = Allocate(4096);
+  EXPECT_EQ(second, first) << "the next 4 KiB write reuses it";
+  EXPECT_EQ(GetStats().maps_total, misses + 1);
+  Free(second, 4096);
+  char* other = Allocate(12288);
+  EXPECT_NE(other, first) << "another size class";
+  Free(other, 12288);
+  EXPECT_EQ(GetStats().cached_bytes, 4096u + 12288u);
+  ReleaseCached();
   EXPECT_EQ(GetStats().cached_bytes, 0u);
 }
 
+TEST_F(PayloadBuffersTest, OtherSmallSizesAreNotCached) {
+  for (size_t size : {size_t{512}, size_t{4095}, size_t{5000}}) {
+    char* small = Allocate(size);
+    std::memset(small, 'x', size);
+    Free(small, size);
+    EXPECT_EQ(GetStats().cached_bytes, 0u) << size;
+  }
+}
+
 TEST_F(PayloadBuffersTest, PayloadsOfEverySizeComeBack) {
-  for (size_t size : {size_t{1}, size_t{4096}, kMappedMin - 1, kMappedMin, kMiB + 1}) {
+  for (size_t size : {size_t{1}, size_t{4096}, size_t{8192}, kMappedMin - 1, kMappedMin,
+                      kMiB + 1}) {
     Payload payload = Payload::ForOverwrite(size);
     std::memset(payload.data(), 'p', size);
     Payload moved = std::move(payload);
@@ -85,7 +107,7 @@ TEST_F(PayloadBuffersTest, PayloadsOfEverySizeComeBack) {
     assigned = std::move(moved);  // frees "replaced"
     EXPECT_EQ(assigned.view(), std::string(size, 'p'));
   }
-  // Every large one went back to the cache (none is in use now).
+  // Every pooled one went back to the cache (none is in use now).
   EXPECT_EQ(GetStats().mapped_bytes, GetStats().cached_bytes);
 }
 

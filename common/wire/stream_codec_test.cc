@@ -84,6 +84,8 @@ TEST(StreamCodecTest, EncodedBatchIsWhatProtobufParses) {
   // Headers, the 1 MiB payload, headers (and the 100-byte payload), the 2 KiB payload, headers,
   // the 70 KB payload (last: no tail).
   EXPECT_EQ(slices.size(), 6u);
+  // The header pieces are views of one buffer, not an allocation each.
+  EXPECT_EQ(slices[2].begin(), slices[0].end());
   replication::PrimaryMessage parsed;
   ASSERT_TRUE(parsed.ParseFromString(Flatten(buffer)));
   ASSERT_TRUE(parsed.has_batch());
