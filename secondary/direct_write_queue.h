@@ -62,8 +62,8 @@ class DirectWriteQueue {
   };
 
   // Opens `path` again with O_DIRECT and sets up a ring. Unimplemented when
-  // the file system refuses O_DIRECT (tmpfs) or the kernel io_uring: the
-  // caller then writes through the page cache as before.
+  // the file system refuses O_DIRECT (tmpfs before Linux 6.6) or the kernel
+  // has no io_uring (`--store-io=direct` then refuses to start).
   static absl::StatusOr<std::unique_ptr<DirectWriteQueue>> Open(const std::string& path,
                                                                Options options);
   static absl::StatusOr<std::unique_ptr<DirectWriteQueue>> Open(const std::string& path) {

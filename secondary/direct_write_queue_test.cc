@@ -17,7 +17,7 @@ namespace {
 constexpr uint64_t kFileBytes = 4 << 20;
 
 // A file of kFileBytes zeroes and a queue on it; skips where the file system
-// (tmpfs) or the kernel cannot do direct writes through io_uring.
+// (tmpfs before Linux 6.6) or the kernel cannot do direct writes through io_uring.
 class DirectWriteQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -658,7 +658,7 @@ def compare_files(a, b, block=4 * MiB):
 
 
 def supports_o_direct(directory):
-    """Whether files in `directory` can be opened with O_DIRECT (not on tmpfs)."""
+    """Whether files in `directory` can be opened with O_DIRECT (not on tmpfs before Linux 6.6)."""
     probe = Path(directory) / ".o_direct_probe"
     try:
         fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
