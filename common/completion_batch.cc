@@ -33,13 +33,8 @@ void CompletionBatch::RunDeferred() {
 }
 
 bool CompletionBatch::HasDeferred() {
-  // Inside deferred work RunDeferredNow() does nothing: nothing is held for it.
   return current_batch != nullptr && !current_batch->running_deferred_ &&
          !current_batch->deferred_.empty();
-}
-
-void CompletionBatch::RunDeferredNow() {
-  if (current_batch != nullptr) current_batch->RunDeferred();
 }
 
 bool CompletionBatch::RunDeferredOutside(absl::Mutex* mu) {

@@ -40,14 +40,13 @@ class CompletionBatch {
   // Active(). Work run at the end may defer more; it runs in the same pass.
   static void Defer(absl::AnyInvocable<void() &&> work);
 
-  // True when this thread's batch holds deferred work.
+  // True when this thread's batch holds deferred work (never from inside
+  // deferred work: nothing is held for it there).
   static bool HasDeferred();
-  // Runs this thread's deferred work now (the batch stays open): for a thread
-  // about to wait. No-op without a batch, and from inside deferred work.
-  static void RunDeferredNow();
   // For a thread about to wait while holding `mu`: if its batch holds work,
-  // releases `mu`, runs the work, and takes `mu` again. True if it did (what
-  // `mu` guards may have changed meanwhile).
+  // releases `mu`, runs the work (the batch stays open), and takes `mu`
+  // again. True if it did (what `mu` guards may have changed meanwhile).
+  // Without a batch, and from inside deferred work, it does nothing.
   static bool RunDeferredOutside(absl::Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(*mu);
 
  private:

@@ -3,6 +3,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
 namespace blockrepl {
@@ -47,14 +48,19 @@ TEST(CompletionBatchTest, WorkDeferredWhileRunningDeferredWorkRunsInTheSamePass)
   EXPECT_EQ(log, "12");
 }
 
-TEST(CompletionBatchTest, RunDeferredNowRunsWhatIsHeldAndKeepsTheBatchOpen) {
+// A thread about to wait under a lock (RunDeferredOutside) sends what it holds.
+TEST(CompletionBatchTest, RunDeferredOutsideRunsWhatIsHeldAndKeepsTheBatchOpen) {
   std::string log;
+  absl::Mutex mu;
   {
     CompletionBatch batch;
     EXPECT_FALSE(CompletionBatch::HasDeferred());
     CompletionBatch::Defer([&] { log += "a"; });
     EXPECT_TRUE(CompletionBatch::HasDeferred());
-    CompletionBatch::RunDeferredNow();  // a thread about to wait
+    mu.Lock();
+    EXPECT_TRUE(CompletionBatch::RunDeferredOutside(&mu));  // a thread about to wait
+    mu.AssertHeld();
+    mu.Unlock();
     EXPECT_EQ(log, "a");
     EXPECT_FALSE(CompletionBatch::HasDeferred());
     EXPECT_TRUE(CompletionBatch::Active());
@@ -64,13 +70,16 @@ TEST(CompletionBatchTest, RunDeferredNowRunsWhatIsHeldAndKeepsTheBatchOpen) {
   EXPECT_EQ(log, "a-b");  // "a" ran once, "b" at the end
 }
 
-TEST(CompletionBatchTest, RunDeferredNowFromDeferredWorkDoesNotRecurse) {
+TEST(CompletionBatchTest, RunDeferredOutsideFromDeferredWorkDoesNotRecurse) {
   std::string log;
+  absl::Mutex mu;
   {
     CompletionBatch batch;
     CompletionBatch::Defer([&] {
       log += "1";
-      CompletionBatch::RunDeferredNow();  // no-op: this pass runs what follows
+      mu.Lock();
+      EXPECT_FALSE(CompletionBatch::RunDeferredOutside(&mu));  // this pass runs what follows
+      mu.Unlock();
       log += "2";
     });
     CompletionBatch::Defer([&] { log += "3"; });
@@ -78,9 +87,12 @@ TEST(CompletionBatchTest, RunDeferredNowFromDeferredWorkDoesNotRecurse) {
   EXPECT_EQ(log, "123");
 }
 
-TEST(CompletionBatchTest, RunDeferredNowWithoutABatchDoesNothing) {
+TEST(CompletionBatchTest, RunDeferredOutsideWithoutABatchDoesNothing) {
+  absl::Mutex mu;
   EXPECT_FALSE(CompletionBatch::HasDeferred());
-  CompletionBatch::RunDeferredNow();
+  mu.Lock();
+  EXPECT_FALSE(CompletionBatch::RunDeferredOutside(&mu));
+  mu.Unlock();
   EXPECT_FALSE(CompletionBatch::Active());
 }
 

@@ -34,57 +34,57 @@ void ReleaseBuffer(char* buffer, size_t key) {
   }
 }
 
-// Free mapped buffers by length (a streaming client's writes mostly share one).
+// Free pooled buffers by size class (a client's writes mostly share one).
 class Cache {
  public:
-  char* Take(size_t mapped_bytes) {
+  char* Take(size_t key) {
     absl::MutexLock lock(&mu_);
-    auto it = free_.find(mapped_bytes);
+    auto it = free_.find(key);
     if (it == free_.end() || it->second.empty()) {
-      stats_.maps_total++;
-      stats_.mapped_bytes += mapped_bytes;
+      stats_.misses_total++;
+      stats_.pooled_bytes += key;
       return nullptr;
     }
     char* buffer = it->second.back();
     it->second.pop_back();
-    stats_.cached_bytes -= mapped_bytes;
+    stats_.cached_bytes -= key;
     return buffer;
   }
-  // A mapping Take counted could not be made.
-  void Unmapped(size_t mapped_bytes) {
+  // A buffer Take counted as a miss could not be allocated.
+  void NotAllocated(size_t key) {
     absl::MutexLock lock(&mu_);
-    stats_.mapped_bytes -= mapped_bytes;
+    stats_.pooled_bytes -= key;
   }
   // Caches `buffer`, making room by evicting buffers of other sizes (the
-  // workload moved on from them); the evicted ones go to `unmap`. False when
-  // it cannot fit: the caller unmaps it.
-  bool Keep(char* buffer, size_t mapped_bytes, std::vector<std::pair<char*, size_t>>* unmap) {
+  // workload moved on from them); the evicted ones go to `release`. False
+  // when it cannot fit: the caller releases it.
+  bool Keep(char* buffer, size_t key, std::vector<std::pair<char*, size_t>>* release) {
     absl::MutexLock lock(&mu_);
-    while (stats_.cached_bytes + mapped_bytes > kCachedBytesMax) {
+    while (stats_.cached_bytes + key > kCachedBytesMax) {
       auto other = std::find_if(free_.begin(), free_.end(), [&](const auto& entry) {
-        return entry.first != mapped_bytes && !entry.second.empty();
+        return entry.first != key && !entry.second.empty();
       });
       if (other == free_.end()) {
-        stats_.mapped_bytes -= mapped_bytes;
+        stats_.pooled_bytes -= key;
         return false;
       }
-      unmap->emplace_back(other->second.back(), other->first);
+      release->emplace_back(other->second.back(), other->first);
       other->second.pop_back();
       stats_.cached_bytes -= other->first;
-      stats_.mapped_bytes -= other->first;
+      stats_.pooled_bytes -= other->first;
     }
-    free_[mapped_bytes].push_back(buffer);
-    stats_.cached_bytes += mapped_bytes;
+    free_[key].push_back(buffer);
+    stats_.cached_bytes += key;
     return true;
   }
   std::vector<std::pair<char*, size_t>> TakeAll() {
     std::vector<std::pair<char*, size_t>> all;
     absl::MutexLock lock(&mu_);
-    for (auto& [mapped_bytes, buffers] : free_) {
-      for (char* buffer : buffers) all.emplace_back(buffer, mapped_bytes);
+    for (auto& [key, buffers] : free_) {
+      for (char* buffer : buffers) all.emplace_back(buffer, key);
     }
     free_.clear();
-    stats_.mapped_bytes -= stats_.cached_bytes;
+    stats_.pooled_bytes -= stats_.cached_bytes;
     stats_.cached_bytes = 0;
     return all;
   }
@@ -117,7 +117,7 @@ char* Allocate(size_t size) {
   if (key < kMappedMin) {
     void* bytes = std::aligned_alloc(kPageBytes, key);
     if (bytes == nullptr) {
-      TheCache().Unmapped(key);
+      TheCache().NotAllocated(key);
       throw std::bad_alloc();
     }
     return static_cast<char*>(bytes);
@@ -126,7 +126,7 @@ char* Allocate(size_t size) {
   void* mapping = mmap(nullptr, key, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (mapping == MAP_FAILED) {
-    TheCache().Unmapped(key);
+    TheCache().NotAllocated(key);
     throw std::bad_alloc();
   }
   return static_cast<char*>(mapping);

@@ -43,14 +43,14 @@ inline constexpr size_t kMappedMin = 64 << 10;
 char* Allocate(size_t size);
 // Gives back a buffer Allocate(size) returned, with the same `size`.
 void Free(char* bytes, size_t size);
-// Unmaps every cached buffer: called once the agent is idle
+// Gives back every cached buffer (unmapped or freed): called once the agent is idle
 // (IdleMemoryTrimmer), so a burst's buffers do not stay resident.
 void ReleaseCached();
 
 struct Stats {
-  uint64_t mapped_bytes = 0;  // pooled buffers (mapped or heap) in use and cached
+  uint64_t pooled_bytes = 0;  // pooled buffers (mapped or heap) in use and cached
   uint64_t cached_bytes = 0;
-  uint64_t maps_total = 0;    // cache misses: new buffers mapped or allocated
+  uint64_t misses_total = 0;  // cache misses: new buffers mapped or allocated
 };
 Stats GetStats();
 

@@ -19,14 +19,14 @@ class PayloadBuffersTest : public ::testing::Test {
 };
 
 TEST_F(PayloadBuffersTest, AFreedLargeBufferIsReusedForTheNextOfItsSize) {
-  const uint64_t maps_before = GetStats().maps_total;
+  const uint64_t misses_before = GetStats().misses_total;
   char* first = Allocate(kMiB);
   std::memset(first, 'a', kMiB);
   Free(first, kMiB);
   EXPECT_EQ(GetStats().cached_bytes, kMiB);
   char* second = Allocate(kMiB);
   EXPECT_EQ(second, first);
-  EXPECT_EQ(GetStats().maps_total, maps_before + 1);
+  EXPECT_EQ(GetStats().misses_total, misses_before + 1);
   EXPECT_EQ(GetStats().cached_bytes, 0u);
   Free(second, kMiB);
 }
@@ -38,14 +38,14 @@ TEST_F(PayloadBuffersTest, TheCacheKeepsAtMostItsBoundAndGivesEverythingBackWhen
     burst.push_back(Allocate(kMiB));
     burst.back()[kMiB - 1] = 1;  // written to the end
   }
-  EXPECT_EQ(GetStats().mapped_bytes, before.mapped_bytes + 40 * kMiB);
+  EXPECT_EQ(GetStats().pooled_bytes, before.pooled_bytes + 40 * kMiB);
   for (char* buffer : burst) Free(buffer, kMiB);
   const Stats after = GetStats();
   EXPECT_EQ(after.cached_bytes, kCachedBytesMax);
-  EXPECT_EQ(after.mapped_bytes, before.mapped_bytes + kCachedBytesMax);
+  EXPECT_EQ(after.pooled_bytes, before.pooled_bytes + kCachedBytesMax);
   ReleaseCached();
   EXPECT_EQ(GetStats().cached_bytes, 0u);
-  EXPECT_EQ(GetStats().mapped_bytes, before.mapped_bytes);
+  EXPECT_EQ(GetStats().pooled_bytes, before.pooled_bytes);
 }
 
 TEST_F(PayloadBuffersTest, AFullCacheMakesRoomForTheSizeNowBeingFreed) {
@@ -59,16 +59,16 @@ TEST_F(PayloadBuffersTest, AFullCacheMakesRoomForTheSizeNowBeingFreed) {
   char* small = Allocate(k64K);
   Free(small, k64K);
   EXPECT_EQ(GetStats().cached_bytes, kCachedBytesMax - kMiB + k64K);
-  const uint64_t maps = GetStats().maps_total;
+  const uint64_t misses = GetStats().misses_total;
   char* again = Allocate(k64K);
   EXPECT_EQ(again, small);
-  EXPECT_EQ(GetStats().maps_total, maps);
+  EXPECT_EQ(GetStats().misses_total, misses);
   Free(again, k64K);
-  EXPECT_EQ(GetStats().mapped_bytes, GetStats().cached_bytes);
+  EXPECT_EQ(GetStats().pooled_bytes, GetStats().cached_bytes);
 }
 
 TEST_F(PayloadBuffersTest, PageMultiplesBelowTheMappedSizeAreCachedAndAligned) {
-  const uint64_t misses = GetStats().maps_total;
+  const uint64_t misses = GetStats().misses_total;
   char* first = Allocate(4096);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 4096, 0u);
   std::memset(first, 'x', 4096);
@@ -76,7 +76,7 @@ TEST_F(PayloadBuffersTest, PageMultiplesBelowTheMappedSizeAreCachedAndAligned) {
   EXPECT_EQ(GetStats().cached_bytes, 4096u);
   char* second = Allocate(4096);
   EXPECT_EQ(second, first) << "the next 4 KiB write reuses it";
-  EXPECT_EQ(GetStats().maps_total, misses + 1);
+  EXPECT_EQ(GetStats().misses_total, misses + 1);
   Free(second, 4096);
   char* other = Allocate(12288);
   EXPECT_NE(other, first) << "another size class";
@@ -108,7 +108,7 @@ TEST_F(PayloadBuffersTest, PayloadsOfEverySizeComeBack) {
     EXPECT_EQ(assigned.view(), std::string(size, 'p'));
   }
   // Every pooled one went back to the cache (none is in use now).
-  EXPECT_EQ(GetStats().mapped_bytes, GetStats().cached_bytes);
+  EXPECT_EQ(GetStats().pooled_bytes, GetStats().cached_bytes);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "common/thread_name.h"
 #include "common/xxh3.h"
+#include "secondary/direct_write_queue.h"
 
 namespace blockrepl {
 
@@ -345,18 +346,19 @@ bool Applier::IsDirectWrite(const Op& op) const {
          DirectWriteQueue::Aligned(op.offset(), op.length());
 }
 
+void Applier::UseDirectWrites(std::unique_ptr<DirectWriteQueue> direct) {
+  absl::MutexLock lock(&mu_);
+  direct_ = std::move(direct);
+}
+
 absl::Status Applier::DrainDirectWrites() {
-  if (direct_ == nullptr) return absl::OkStatus();
-  absl::Status status = direct_->Drain();
-  stats_.direct_writes_total = direct_->writes_total();
-  return status;
+  return direct_ != nullptr ? direct_->Drain() : absl::OkStatus();
 }
 
 absl::Status Applier::ApplyOp(const Op& op, const PayloadView& payload) {
   switch (op.kind()) {
     case Op::WRITE:
     case Op::RESYNC:
-      if (IsDirectWrite(op)) return direct_->Write(op.offset(), payload.pieces);
       return store_->WritePieces(op.offset(), payload.pieces, /*fua=*/false);
     case Op::TRIM:
       return store_->Trim(op.offset(), op.length(), /*fua=*/false);
@@ -457,7 +459,11 @@ absl::Status Applier::ApplyBatch(const IncomingBatch& batch, replication::Ack* a
       }
       drained_seq = stats_.applied_seq;
     }
-    status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op, batch.payload(i));
+    if (direct) {
+      status = direct_->Write(op.offset(), batch.payload(i).pieces);
+    } else {
+      status = op.kind() == Op::VERIFY ? Checksum(op, ack) : ApplyOp(op, batch.payload(i));
+    }
     if (!status.ok()) {
       NoteStoreError(status);  // ValidateOp passed, so this is the store failing (EIO, ENOSPC...)
       status = absl::Status(status.code(), absl::StrCat("applying op seq ", op.seq(), ": ",
@@ -685,7 +691,10 @@ absl::Status Applier::ClearOwnWrites() {
 
 Applier::Snapshot Applier::snapshot() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  Snapshot s = stats_;
+  s.direct_writes = direct_ != nullptr;
+  s.direct_writes_total = direct_ != nullptr ? direct_->writes_total() : 0;
+  return s;
 }
 
 }  // namespace blockrepl

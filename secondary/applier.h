@@ -25,11 +25,12 @@
 #include "common/data_history.h"
 #include "common/wire/stream_codec.h"
 #include "replication.pb.h"
-#include "secondary/direct_write_queue.h"
 #include "secondary/replica_meta.h"
 #include "secondary/undo_log.h"
 
 namespace blockrepl {
+
+class DirectWriteQueue;  // secondary/direct_write_queue.h
 
 class Applier {
  public:
@@ -56,8 +57,8 @@ class Applier {
     bool split_brain = false;           // the last Hello was refused as a split brain
     DiscardChoice resolution = DiscardChoice::kNone;
     bool promoted = false;
-    bool direct_writes = false;       // aligned writes bypass the page cache
-    uint64_t direct_writes_total = 0;  // writes the direct queue started
+    bool direct_writes = false;       // aligned writes bypass the page cache (from direct_)
+    uint64_t direct_writes_total = 0;  // writes the direct queue started (from direct_)
   };
 
   // `meta` is the loaded (or fresh) metadata; it is saved to `meta_path`.
@@ -84,11 +85,7 @@ class Applier {
   // From now on aligned data writes go to the store through `direct`
   // (O_DIRECT, several in flight, drained before every other op and before
   // each ack) instead of the store's page cache. Set before the first stream.
-  void UseDirectWrites(std::unique_ptr<DirectWriteQueue> direct) {
-    absl::MutexLock lock(&mu_);
-    direct_ = std::move(direct);
-    stats_.direct_writes = direct_ != nullptr;
-  }
+  void UseDirectWrites(std::unique_ptr<DirectWriteQueue> direct);
 
   // Checks a primary's Hello; on acceptance records the history the image
   // now follows. Never writes the store.
@@ -155,7 +152,8 @@ class Applier {
                           uint64_t previous_seq) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOp(const replication::Op& op, const PayloadView& payload)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether `op` goes through direct_ (it only writes, and is aligned).
+  // Whether `op` goes through direct_ (it only writes, and is aligned):
+  // ApplyBatch sends those there, everything else to ApplyOp.
   bool IsDirectWrite(const replication::Op& op) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Waits for the direct writes in flight; their first failure.
   absl::Status DrainDirectWrites() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

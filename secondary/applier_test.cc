@@ -1,22 +1,21 @@
 #include "secondary/applier.h"
 
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 #include <unistd.h>
-
-#include <csignal>
-#include <random>
 
 #include <atomic>
 #include <functional>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "common/file_block_device.h"
 #include "common/mem_block_device.h"
+#include "common/test_file_size_limit.h"
 #include "common/test_temp_dir.h"
 #include "common/xxh3.h"
+#include "secondary/direct_write_queue.h"
 
 namespace blockrepl {
 namespace {
@@ -532,20 +531,15 @@ TEST_F(ApplierDirectWritesTest, AFailedDirectWriteFailsTheBatchAndAppliesNothing
   replication::Ack ack;
   ASSERT_TRUE(applier_->ApplyBatch(first, &ack).ok());
   ASSERT_EQ(ack.applied_seq(), 1u);
-  // RLIMIT_FSIZE: the kernel refuses writes at and past 1 MiB (EFBIG).
-  rlimit saved;
-  getrlimit(RLIMIT_FSIZE, &saved);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  rlimit limit = saved;
-  limit.rlim_cur = 1 << 20;
-  setrlimit(RLIMIT_FSIZE, &limit);
   replication::Batch second;
   AddWrite(&second, 4096, std::string(4096, 'b'));
   AddWrite(&second, 1 << 20, std::string(4096, 'c'));  // fails
   AddWrite(&second, 8192, std::string(4096, 'd'));
-  absl::Status status = applier_->ApplyBatch(second, &ack);
-  setrlimit(RLIMIT_FSIZE, &saved);
-  std::signal(SIGXFSZ, old_handler);
+  absl::Status status;
+  {
+    FileSizeLimit limit(1 << 20);  // the kernel refuses writes at and past 1 MiB (EFBIG)
+    status = applier_->ApplyBatch(second, &ack);
+  }
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find("the writes after op seq 1"), std::string::npos) << status;
   EXPECT_NE(status.message().find("at 1048576"), std::string::npos) << status;

@@ -18,11 +18,6 @@ namespace {
 // or at once when a write fills a slot (a large write goes out whole).
 constexpr size_t kSubmitGroup = 8;
 
-absl::Status ErrnoStatus(int error, const std::string& what) {
-  errno = error;
-  return PosixError(what);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DirectWriteQueue>> DirectWriteQueue::Open(const std::string& path,
@@ -108,7 +103,7 @@ void DirectWriteQueue::Complete(size_t slot_index, int result) {
     done += static_cast<uint64_t>(n);
   }
   if (result < 0 && error_.ok()) {
-    error_ = ErrnoStatus(-result, absl::StrCat("direct write of ", slot.length, " bytes at ",
+    error_ = ErrnoToStatus(-result, absl::StrCat("direct write of ", slot.length, " bytes at ",
                                                slot.offset));
   }
   slot.busy = false;
@@ -116,24 +111,22 @@ void DirectWriteQueue::Complete(size_t slot_index, int result) {
   in_flight_--;
 }
 
-absl::Status DirectWriteQueue::SubmitAndReap(bool wait, bool wait_for_all) {
+absl::Status DirectWriteQueue::SubmitAndReap(size_t wait_for) {
   if (unsubmitted_ > 0) {
     int rc;
     do {
       rc = io_uring_submit(&ring_);
     } while (rc == -EINTR);
-    if (rc < 0) return ErrnoStatus(-rc, "io_uring_submit");
+    if (rc < 0) return ErrnoToStatus(-rc, "io_uring_submit");
     unsubmitted_ -= std::min<size_t>(unsubmitted_, static_cast<size_t>(rc));
   }
   io_uring_cqe* cqe = nullptr;
-  if (wait) {
-    // Draining waits for all of them at once: one wake-up, not one per write.
-    const unsigned want = wait_for_all ? static_cast<unsigned>(in_flight_) : 1;
+  if (wait_for > 0) {
     int rc;
     do {
-      rc = io_uring_wait_cqe_nr(&ring_, &cqe, want);
+      rc = io_uring_wait_cqe_nr(&ring_, &cqe, static_cast<unsigned>(wait_for));
     } while (rc == -EINTR);
-    if (rc < 0) return ErrnoStatus(-rc, "io_uring_wait_cqe");
+    if (rc < 0) return ErrnoToStatus(-rc, "io_uring_wait_cqe");
   }
   while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
     Complete(static_cast<size_t>(io_uring_cqe_get_data64(cqe)), cqe->res);
@@ -152,7 +145,7 @@ absl::Status DirectWriteQueue::Write(uint64_t offset, absl::Span<const iovec> pi
   if (OverlapsInFlight(offset, length)) RETURN_IF_ERROR(Drain());
   size_t piece = 0, piece_at = 0;  // where the copy continues in `pieces`
   for (uint64_t at = 0; at < length;) {
-    while (free_slots_.empty()) RETURN_IF_ERROR(SubmitAndReap(/*wait=*/true, /*wait_for_all=*/false));
+    while (free_slots_.empty()) RETURN_IF_ERROR(SubmitAndReap(/*wait_for=*/1));
     const size_t slot_index = free_slots_.back();
     free_slots_.pop_back();
     const uint64_t n = std::min<uint64_t>(options_.slot_bytes, length - at);
@@ -180,14 +173,15 @@ absl::Status DirectWriteQueue::Write(uint64_t offset, absl::Span<const iovec> pi
     at += n;
   }
   if (unsubmitted_ >= kSubmitGroup || length >= options_.slot_bytes) {
-    RETURN_IF_ERROR(SubmitAndReap(/*wait=*/false, /*wait_for_all=*/false));
+    RETURN_IF_ERROR(SubmitAndReap(/*wait_for=*/0));
   }
   return absl::OkStatus();
 }
 
 absl::Status DirectWriteQueue::Drain() {
   absl::Status status;
-  while (in_flight_ > 0 && status.ok()) status = SubmitAndReap(/*wait=*/true, /*wait_for_all=*/true);
+  // All at once: one wake-up, not one per write.
+  while (in_flight_ > 0 && status.ok()) status = SubmitAndReap(/*wait_for=*/in_flight_);
   if (status.ok()) status = error_;
   error_ = absl::OkStatus();
   return status;

@@ -101,9 +101,9 @@ class DirectWriteQueue {
   DirectWriteQueue(int fd, Options options, char* buffers);
   char* SlotBuffer(size_t slot) { return buffers_ + slot * options_.slot_bytes; }
   bool OverlapsInFlight(uint64_t offset, uint64_t length) const;
-  // Submits queued writes; with `wait`, blocks for one completion (with
-  // `wait_for_all`, for every write in flight). Reaps every completion there is.
-  absl::Status SubmitAndReap(bool wait, bool wait_for_all);
+  // Submits queued writes, blocks until `wait_for` of them have completed
+  // (0: not at all), and reaps every completion there is.
+  absl::Status SubmitAndReap(size_t wait_for);
   void Complete(size_t slot, int result);
 
   const int fd_;

@@ -2,13 +2,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <random>
 #include <string>
 
+#include "common/test_file_size_limit.h"
 #include "common/test_temp_dir.h"
 
 namespace blockrepl {
@@ -105,27 +104,6 @@ TEST_F(DirectWriteQueueTest, RefusesUnalignedWrites) {
   EXPECT_FALSE(DirectWriteQueue::Aligned(0, 0));
   EXPECT_TRUE(DirectWriteQueue::Aligned(8192, 4096));
 }
-
-// RLIMIT_FSIZE makes the kernel refuse writes at and beyond it (EFBIG), and
-// cut short one that crosses it: a device failure on demand.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(uint64_t bytes) {
-    getrlimit(RLIMIT_FSIZE, &saved_);
-    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit limit = saved_;
-    limit.rlim_cur = bytes;
-    setrlimit(RLIMIT_FSIZE, &limit);
-  }
-  ~FileSizeLimit() {
-    setrlimit(RLIMIT_FSIZE, &saved_);
-    std::signal(SIGXFSZ, old_handler_);
-  }
-
- private:
-  rlimit saved_;
-  void (*old_handler_)(int);
-};
 
 TEST_F(DirectWriteQueueTest, AFailedWriteShowsAtDrainWithItsRangeAndTheRestLand) {
   OPEN_QUEUE_OR_SKIP();

@@ -9,6 +9,7 @@
 #include "common/fault_injecting_block_device.h"
 #include "common/file_block_device.h"
 #include "common/units.h"
+#include "secondary/direct_write_queue.h"
 #include "secondary/undo_log.h"
 
 namespace blockrepl {
