@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -109,6 +110,9 @@ struct ReplicatorOptions {
   absl::Duration peer_timeout = absl::Seconds(15);
   absl::Duration min_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(5);
+  // Tests only: runs in Submit between its lock-free look for a peer and its
+  // lock, so a test can bring a peer in at that moment (null in the agents).
+  std::function<void()> submit_race_for_test;
 };
 
 // Identifies a submitted op. seq 0 means "not replicated" (disconnected).

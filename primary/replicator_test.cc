@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
@@ -11,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/completion_batch.h"
+#include "common/xxh3.h"
 #include "primary/fake_replication_channel.h"
 
 namespace blockrepl {
@@ -275,6 +277,39 @@ TEST_F(ReplicatorTest, SubmitWhileDisconnectedOnlyMarksTheBitmap) {
   EXPECT_EQ(bitmap_.NextNeedsSync(0), 3u);
   PollFor([&] { return !replicator_->snapshot().last_error.empty(); });
   EXPECT_NE(replicator_->snapshot().last_error.find("unreachable"), std::string::npos);
+}
+
+// Submit hashes a payload only when a peer follows (a lone primary would hash
+// for nothing). A peer that connects between that look and Submit's lock must
+// still get the write hashed, not sent without its checksum.
+TEST_F(ReplicatorTest, AWriteRacingTheConnectionIsSentWithItsChecksum) {
+  channel_.SetReachable(false);
+  ReplicatorOptions o = BaseOptions();
+  o.max_partial_batches_in_flight = kNoNagle;
+  bool raced = false;
+  o.submit_race_for_test = [&] {
+    if (raced) return;
+    raced = true;
+    EXPECT_FALSE(replicator_->peer_following());  // so the payload was not hashed yet
+    AcceptHellos();
+    channel_.SetReachable(true);
+    EXPECT_NE(replicator_->WaitUntilConnected(absl::Seconds(5)), 0u);
+  };
+  Start(o);
+  const std::string data(4096, 'r');
+  ChunkRange r{5, 6};
+  ASSERT_TRUE(bitmap_.StartWrite(r).ok());
+  ReplicationTicket t = replicator_->Submit(Op::WRITE, 5 * kChunk, data.size(),
+                                            Payload::CopyOf(data), r);
+  EXPECT_TRUE(raced);
+  EXPECT_NE(t.seq, 0u);  // it went to the peer that came
+  ASSERT_TRUE(channel_.WaitForOps(1, absl::Seconds(5)));
+  std::vector<Op> ops = channel_.ReceivedOps();
+  auto write = std::find_if(ops.begin(), ops.end(),
+                            [](const Op& op) { return op.kind() == Op::WRITE; });
+  ASSERT_NE(write, ops.end());
+  EXPECT_EQ(write->data(), data);
+  EXPECT_EQ(write->data_checksum(), XXH3_64bits(data.data(), data.size()));
 }
 
 TEST_F(ReplicatorTest, EpochClosesAfterMaxEpochWrites) {
