@@ -35,7 +35,10 @@ source and its replica), not holes.
 Per run: MB/s, IOPS, p50/p99 completion latency, ratio of IOPS to nbdkit, CPU seconds of the
 target's processes per GiB written (utime+stime from /proc; for replicating targets both sides,
 in total and by process: primary + secondary, or QEMU + its replica's nbdkit), and each
-process's peak RSS during the run (VmHWM, reset before the run); for repl-* and base-* pairs
+process's peak RSS during the run (VmHWM, reset before the run); fio's own CPU seconds per GiB
+(its NBD client) and how busy the host's cores were during the run (user+system+irq, of all
+time but steal): near 100%, a run is CPU-bound and what everything on the machine spends per
+GiB sets its rate (tests/bench/copy_floor.py); for repl-* and base-* pairs
 also the writes each stream message carried (the primary's counters; JSON and progress lines,
 not the table). The table goes to stdout, the same as JSON to --json. At the end every replica
 is compared with its source byte for byte (cmp). Every process is stopped by PID. Installs what
@@ -119,6 +122,16 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def host_cpu_ticks():
+    """(busy, total) jiffies of all cores since boot, from /proc/stat's first line. Busy is
+    user, nice, system, irq and softirq; total adds idle, iowait and steal (the hypervisor's).
+    Guest time is already inside user."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(x) for x in open("/proc/stat").readline().split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait + steal
 
 
 def reset_peak_rss(pid):
@@ -290,10 +303,12 @@ def run_fio(t, wname, size, runtime, out, others=()):
     # The idle targets share the 2 cores: what they burn meanwhile is reported (not charged).
     idle_pids = [pid for o in others for pid in o.pids]
     idle0 = sum(cpu_seconds(pid) for pid in idle_pids)
+    host0 = host_cpu_ticks()
     argv = ["fio", f"--name={wname}", "--ioengine=nbd", f"--uri={t.uri}",
             *WORKLOADS[wname].split(), f"--size={size}", "--time_based", f"--runtime={runtime}",
             "--ramp_time=1", "--output-format=json", f"--output={out}"]
     r = subprocess.run(argv, capture_output=True, text=True)
+    host1 = host_cpu_ticks()
     if r.returncode != 0:
         raise SystemExit(f"bench: fio failed on {t.name}/{wname}: {r.stdout}{r.stderr}")
     # Replication work done after fio returned (the window draining) belongs to this run.
@@ -314,11 +329,20 @@ def run_fio(t, wname, size, runtime, out, others=()):
     # fio's io_bytes excludes the ramp; CPU covers the whole run: count ramp bytes at the
     # measured rate so CPU per GiB is not inflated.
     gib = side["bw_bytes"] * (runtime + 1) / 2**30
+    # The rest of the machine's budget: fio's own CPU (its NBD client: the request's send is a
+    # copy of every byte too), and how busy all cores were while fio ran. Near 100% busy, a
+    # run is CPU-bound: what the target, fio and the kernel's writeback spend per GiB sets
+    # the rate (tests/bench/copy_floor.py).
+    client_cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
+    client_gib = side["io_bytes"] / 2**30
+    busy = host1[0] - host0[0], host1[1] - host0[1]
     return {"mb_s": side["bw_bytes"] / 1e6, "iops": side["iops"],
             "p50_us": pct.get("50.000000", 0) / 1e3, "p99_us": pct.get("99.000000", 0) / 1e3,
             "cpu_s_per_gib": cpu / gib if gib > 0 else 0.0,
             "cpu_s_per_gib_each": [c / gib if gib > 0 else 0.0 for c in cpu_each],
             "idle_targets_cpu_s": round(idle_cpu, 2),
+            "client_cpu_s_per_gib": client_cpu / client_gib if client_gib > 0 else 0.0,
+            "host_busy_pct": round(100 * busy[0] / busy[1], 1) if busy[1] > 0 else 0.0,
             "writes_per_message": writes_per_message,
             "peak_rss_mib": [round(peak_rss_mib(pid), 1) for pid in t.pids]}
 
@@ -376,7 +400,9 @@ def main():
                         log(f"  round {rnd} {w:13s} {name:15s} {r['mb_s']:8.1f} MB/s "
                             f"{r['iops']:9.0f} IOPS  p99 {r['p99_us']:8.0f} us  "
                             f"{r['cpu_s_per_gib']:6.2f} CPU s/GiB  RSS {r['peak_rss_mib']} MiB  "
-                            f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s"
+                            f"idle targets {r['idle_targets_cpu_s']:.2f} CPU s  "
+                            f"fio {r['client_cpu_s_per_gib']:.2f} CPU s/GiB  "
+                            f"host {r['host_busy_pct']}% busy"
                             + (f"  {r['writes_per_message']} writes/message"
                                if r["writes_per_message"] else ""))
             for name, t in running.items():
@@ -411,8 +437,8 @@ def main():
 def summarize(results, targets, workloads):
     print()
     print("| workload | target | MB/s | IOPS | p50 us | p99 us | vs nbdkit | CPU s/GiB | "
-          "by process | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+          "by process | fio CPU s/GiB | host busy | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
     summary = []
     for w in workloads:
         base = [r["iops"] for r in results if r["workload"] == w and r["target"] == "nbdkit"]
@@ -422,7 +448,8 @@ def summarize(results, targets, workloads):
             if not rs:
                 continue
             m = {k: statistics.mean(r[k] for r in rs)
-                 for k in ("mb_s", "iops", "p50_us", "p99_us", "cpu_s_per_gib")}
+                 for k in ("mb_s", "iops", "p50_us", "p99_us", "cpu_s_per_gib",
+                           "client_cpu_s_per_gib", "host_busy_pct")}
             rss = [max(r["peak_rss_mib"][i] for r in rs) for i in range(len(rs[0]["peak_rss_mib"]))]
             each = [statistics.mean(r["cpu_s_per_gib_each"][i] for r in rs)
                     for i in range(len(rs[0]["cpu_s_per_gib_each"]))]
@@ -434,6 +461,7 @@ def summarize(results, targets, workloads):
             print(f"| {w} | {name} | {m['mb_s']:.0f} | {m['iops']:.0f} | {m['p50_us']:.0f} | "
                   f"{m['p99_us']:.0f} | {f'{ratio:.2f}x' if ratio else '-'} | "
                   f"{m['cpu_s_per_gib']:.2f} | {' + '.join(f'{x:.2f}' for x in each)} | "
+                  f"{m['client_cpu_s_per_gib']:.2f} | {m['host_busy_pct']:.0f}% | "
                   f"{' + '.join(f'{x:.0f}' for x in rss)} |")
     return summary
 
