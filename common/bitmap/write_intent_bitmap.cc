@@ -27,6 +27,7 @@ void WriteIntentBitmap::AllocateLocked() {
   page_bits_set_.assign(pages, 0);
   page_dirty_.assign(pages, false);
   page_version_.assign(pages, 0);
+  unflushed_sets_.clear();
   dirty_chunks_ = bits_set_ = 0;
   needs_sync_chunks_.store(0, std::memory_order_release);
 }
@@ -89,6 +90,8 @@ void WriteIntentBitmap::SetBit(uint64_t chunk) {
   ++bits_set_;
   page_dirty_[page] = true;
   page_version_[page] = ++changed_version_;
+  state_[chunk] |= kSetUnflushed;
+  unflushed_sets_.push_back(chunk);
 }
 
 void WriteIntentBitmap::ClearBit(uint64_t chunk) {
@@ -111,9 +114,10 @@ void WriteIntentBitmap::UpdateState(uint64_t chunk, uint32_t new_state) {
 
 uint64_t WriteIntentBitmap::RequiredVersion(ChunkRange range) const {
   uint64_t required = 0;
-  if (range.empty()) return 0;
-  for (uint64_t page = range.first / kBitsPerPage; page <= (range.end - 1) / kBitsPerPage; ++page) {
-    required = std::max(required, page_version_[page]);
+  for (uint64_t chunk = range.first; chunk < range.end; ++chunk) {
+    if (state_[chunk] & kSetUnflushed) {
+      required = std::max(required, page_version_[chunk / kBitsPerPage]);
+    }
   }
   return required;
 }
@@ -133,6 +137,8 @@ absl::Status WriteIntentBitmap::PersistUpTo(uint64_t version) {
     // Become the flusher: snapshot every dirty page, write without the lock.
     flushing_ = true;
     const uint64_t snapshot_version = changed_version_;
+    std::vector<uint64_t> sets;  // the bits this flush makes durable
+    sets.swap(unflushed_sets_);
     std::vector<BitmapPage> pages;
     for (uint64_t page = 0; page < page_dirty_.size(); ++page) {
       if (!page_dirty_[page]) continue;
@@ -151,9 +157,14 @@ absl::Status WriteIntentBitmap::PersistUpTo(uint64_t version) {
       // The pages are not durable: keep them dirty so the next writer retries,
       // and fail this writer's request (its data must not be written).
       for (const BitmapPage& page : pages) page_dirty_[page.index] = true;
+      unflushed_sets_.insert(unflushed_sets_.end(), sets.begin(), sets.end());
       return status;
     }
     durable_version_ = std::max(durable_version_, snapshot_version);
+    // A set bit is not cleared before a flush made it durable (its writer
+    // holds the chunk dirty, the clearing passes skip kSetUnflushed), so each
+    // of these is still set by the change this flush wrote.
+    for (uint64_t chunk : sets) state_[chunk] &= ~kSetUnflushed;
   }
   return absl::OkStatus();
 }
@@ -233,7 +244,9 @@ absl::Status WriteIntentBitmap::ClearingPass() {
     for (uint64_t chunk = word * 64; chunk < std::min<uint64_t>(chunk_count_, word * 64 + 64); ++chunk) {
       if (!BitIsSet(chunk)) continue;
       const uint32_t state = state_[chunk];
-      if (IsDirty(state)) continue;
+      // Not before its setting is durable (after a failed flush): a flush
+      // that ends later must find each bit it made durable still set.
+      if (IsDirty(state) || (state & kSetUnflushed)) continue;
       if (state & kClearPending) {
         // Clean for a whole period: the bit may go.
         UpdateState(chunk, state & ~kClearPending);
@@ -249,7 +262,7 @@ absl::Status WriteIntentBitmap::ClearingPass() {
 absl::Status WriteIntentBitmap::ClearAllClearable() {
   absl::MutexLock lock(&mu_);
   for (uint64_t chunk = 0; chunk < chunk_count_; ++chunk) {
-    if (BitIsSet(chunk) && !IsDirty(state_[chunk])) {
+    if (BitIsSet(chunk) && !IsDirty(state_[chunk]) && !(state_[chunk] & kSetUnflushed)) {
       UpdateState(chunk, state_[chunk] & ~kClearPending);
       ClearBit(chunk);
     }

@@ -3,7 +3,8 @@
 // needs-sync). Semantics follow Linux md's bitmap (see DESIGN.md):
 //   - StartWrite sets the bits and returns only once they are durable in the
 //     BitmapStore; concurrent writers share one flush (group commit); chunks
-//     whose bit is already set cost no bitmap I/O.
+//     whose bit is already set and durable cost no bitmap I/O and no wait,
+//     even while other bits of their page are being flushed.
 //   - EndWrite drops the in-flight count; a write that did not reach the
 //     secondary's stable storage marks its chunks needs-sync.
 //   - ClearingPass (run by a daemon every daemon_sleep) clears bits of chunks
@@ -111,6 +112,12 @@ class WriteIntentBitmap {
   static constexpr uint32_t kCountMask = (1u << 28) - 1;
   static constexpr uint32_t kNeedsSync = 1u << 28;
   static constexpr uint32_t kClearPending = 1u << 29;
+  // The bit was set in memory and no completed flush has written it yet: a
+  // writer to this chunk must wait for one. Tracked per chunk because a page
+  // covers 32640 chunks (2 GiB at 64 KiB): waiting for the page's version
+  // made every write on it wait for whichever bit was set last, so each
+  // first touch of a chunk stalled writes to all the hot ones.
+  static constexpr uint32_t kSetUnflushed = 1u << 30;
 
   bool IsDirty(uint32_t state) const { return (state & kCountMask) != 0 || (state & kNeedsSync); }
   bool BitIsSet(uint64_t chunk) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -122,7 +129,9 @@ class WriteIntentBitmap {
   void UpdateState(uint64_t chunk, uint32_t new_state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Group commit: returns once every bit change up to `version` is durable.
   absl::Status PersistUpTo(uint64_t version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The version the pages of `range` must reach before data may be written.
+  // The version the bitmap must reach before data in `range` may be written:
+  // 0 when every bit of it is durable; else its pages' version (at or after
+  // the change that set the bit).
   uint64_t RequiredVersion(ChunkRange range) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Allocates the per-chunk arrays for the current chunk count.
@@ -146,6 +155,8 @@ class WriteIntentBitmap {
   std::vector<bool> page_dirty_ ABSL_GUARDED_BY(mu_);      // changed since the last flush
   std::vector<uint64_t> page_version_ ABSL_GUARDED_BY(mu_); // changed_version_ of its last change
   uint64_t changed_version_ ABSL_GUARDED_BY(mu_) = 0;      // bumps on every bit change
+  // Chunks marked kSetUnflushed since the last flush took its snapshot.
+  std::vector<uint64_t> unflushed_sets_ ABSL_GUARDED_BY(mu_);
   uint64_t durable_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool flushing_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dirty_chunks_ ABSL_GUARDED_BY(mu_) = 0;

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 
 #include "common/completion_batch.h"
 
@@ -179,6 +183,106 @@ TEST(WriteIntentBitmapTest, HeldRepliesGoBeforeBitmapIO) {
     EXPECT_EQ(writes_when_sent, 0);  // still held
   }
   EXPECT_EQ(writes_when_sent, 100);
+}
+
+// A store whose page writes wait until the test lets them through.
+class GatedStore : public BitmapStore {
+ public:
+  absl::Status WritePages(const std::vector<BitmapPage>&) override {
+    absl::MutexLock lock(&mu_);
+    ++entered_;
+    mu_.Await(absl::Condition(+[](bool* open) { return *open; }, &open_));
+    return absl::OkStatus();
+  }
+  std::string Description() const override { return "gated"; }
+  void Open(bool open) {
+    absl::MutexLock lock(&mu_);
+    open_ = open;
+  }
+  bool AwaitEntered(int n) {
+    absl::MutexLock lock(&mu_);
+    auto entered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return entered_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&entered), absl::Seconds(5));
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  int entered_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Chunks 0 and 1 share a bitmap page. While the page is being flushed for
+// chunk 1's new bit, a write to chunk 0 (bit durable) goes on at once; a
+// second write to chunk 1 waits for the flush.
+TEST(WriteIntentBitmapTest, AWriteToADurableBitDoesNotWaitForAnotherBitsFlush) {
+  auto owned = std::make_unique<GatedStore>();
+  GatedStore* store = owned.get();
+  WriteIntentBitmap bitmap(64ull << 20, kChunk, std::move(owned));
+  ASSERT_TRUE(bitmap.StartWrite(ChunkRange{0, 1}).ok());  // chunk 0's bit durable
+  store->Open(false);
+  std::atomic<bool> first_done{false}, second_done{false};
+  std::thread first([&] {
+    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{1, 2}).ok());
+    first_done = true;
+  });
+  ASSERT_TRUE(store->AwaitEntered(2));  // chunk 1's flush is under way
+  std::thread second([&] {
+    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{1, 2}).ok());
+    second_done = true;
+  });
+  // Returns while the flush hangs (polled, so a regression fails, not hangs).
+  std::atomic<bool> zero_done{false};
+  std::thread zero([&] {
+    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{0, 1}).ok());
+    zero_done = true;
+  });
+  for (int i = 0; i < 200 && !zero_done; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(zero_done);
+  EXPECT_FALSE(first_done);
+  EXPECT_FALSE(second_done);  // chunk 1's bit is not durable yet
+  store->Open(true);
+  zero.join();
+  first.join();
+  second.join();
+  EXPECT_TRUE(first_done && second_done);
+  // After the flush chunk 1 is durable too: no wait even while the page
+  // is flushed again for chunk 2.
+  store->Open(false);
+  std::thread third([&] { EXPECT_TRUE(bitmap.StartWrite(ChunkRange{2, 3}).ok()); });
+  ASSERT_TRUE(store->AwaitEntered(3));
+  std::atomic<bool> one_done{false};
+  std::thread one([&] {
+    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{1, 2}).ok());
+    one_done = true;
+  });
+  for (int i = 0; i < 200 && !one_done; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(one_done);
+  store->Open(true);
+  one.join();
+  third.join();
+  for (uint64_t c = 0; c < 3; ++c) bitmap.EndWrite(ChunkRange{c, c + 1}, true);
+  bitmap.EndWrite(ChunkRange{0, 1}, true);
+  bitmap.EndWrite(ChunkRange{1, 2}, true);
+  bitmap.EndWrite(ChunkRange{1, 2}, true);
+  EXPECT_EQ(bitmap.counts().dirty_chunks, 0u);
+}
+
+// After a failed flush the bit stays set in memory only; the clearing
+// passes leave it until a flush has written it, so that flush cannot end up
+// vouching for a later setting of the same bit.
+TEST(WriteIntentBitmapTest, ABitWhoseFlushFailedIsNotClearedUntilWritten) {
+  Fixture f;
+  f.store->fail = true;
+  ChunkRange r{4, 5};
+  EXPECT_FALSE(f.bitmap->StartWrite(r).ok());
+  f.bitmap->EndWrite(r, true);
+  EXPECT_FALSE(f.bitmap->ClearingPass().ok());  // its flush fails too
+  f.store->fail = false;
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());  // writes the page: now durable
+  EXPECT_EQ(f.bitmap->counts().bits_set, 1u);  // not cleared on the way
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());
+  EXPECT_EQ(f.bitmap->counts().bits_set, 0u);  // then lazily, as any other
 }
 
 TEST(WriteIntentBitmapTest, ClearAllClearableLeavesOnlyDirtyBits) {
