@@ -23,6 +23,9 @@ struct BitmapSpec {
   absl::Duration daemon_sleep = absl::Seconds(5);
   bool daemon_sleep_given = false;
   bool force_full_resync = false;   // replace a bitmap file that does not fit
+  // --bitmap-set-ahead: the aligned group whose bits a new bit's flush sets
+  // too (WriteIntentBitmap::SetSetAhead); 0 or one chunk = off.
+  uint64_t set_ahead_bytes = 0;
 };
 
 struct OpenedBitmap {

@@ -25,6 +25,7 @@ absl::StatusOr<std::unique_ptr<PrimaryVolume>> PrimaryVolume::Create(
   if (!opened.ok()) return opened.status();
   v->opened_bitmap_ = std::move(opened).value();
   v->bitmap_ = v->opened_bitmap_.bitmap.get();
+  v->bitmap_->SetSetAhead(o.bitmap.set_ahead_bytes);
   if (BitmapFile* file = v->opened_bitmap_.file; file != nullptr) {
     // Running: not clean until a clean shutdown says so. This also proves
     // the file is writable before any client write depends on it.

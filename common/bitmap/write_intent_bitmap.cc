@@ -82,8 +82,8 @@ uint64_t WriteIntentBitmap::ChunkLength(uint64_t chunk) const {
   return std::min<uint64_t>(chunk_size_, volume_size_ - start);
 }
 
-void WriteIntentBitmap::SetBit(uint64_t chunk) {
-  if (BitIsSet(chunk)) return;
+bool WriteIntentBitmap::SetBit(uint64_t chunk) {
+  if (BitIsSet(chunk)) return false;
   bits_[chunk / 64] |= uint64_t{1} << (chunk % 64);
   const uint64_t page = chunk / kBitsPerPage;
   ++page_bits_set_[page];
@@ -92,6 +92,14 @@ void WriteIntentBitmap::SetBit(uint64_t chunk) {
   page_version_[page] = ++changed_version_;
   state_[chunk] |= kSetUnflushed;
   unflushed_sets_.push_back(chunk);
+  return true;
+}
+
+void WriteIntentBitmap::SetAheadAround(ChunkRange range) {
+  const uint64_t group = set_ahead_bytes_.load() / chunk_size_;
+  if (group <= 1 || range.empty()) return;
+  const uint64_t end = std::min<uint64_t>(chunk_count_, (range.end + group - 1) / group * group);
+  for (uint64_t chunk = range.first / group * group; chunk < end; ++chunk) SetBit(chunk);
 }
 
 void WriteIntentBitmap::ClearBit(uint64_t chunk) {
@@ -184,12 +192,15 @@ void WriteIntentBitmap::LoadPersistedBits(const std::vector<uint64_t>& words) {
 
 absl::Status WriteIntentBitmap::StartWrite(ChunkRange range) {
   absl::MutexLock lock(&mu_);
+  bool flush_needed = false;
   for (uint64_t chunk = range.first; chunk < range.end; ++chunk) {
     uint32_t state = state_[chunk];
     assert((state & kCountMask) < kCountMask);
     UpdateState(chunk, (state + 1) & ~kClearPending);
-    SetBit(chunk);
+    flush_needed |= SetBit(chunk);
   }
+  // The neighbours ride on the flush this write pays for anyway.
+  if (flush_needed) SetAheadAround(range);
   // Fast path: bits already set and durable cost nothing.
   return PersistUpTo(RequiredVersion(range));
 }

@@ -9,6 +9,11 @@
 //     secondary's stable storage marks its chunks needs-sync.
 //   - ClearingPass (run by a daemon every daemon_sleep) clears bits of chunks
 //     that stayed idle and clean for a whole period (two passes, as md).
+//   - Set-ahead (SetSetAhead): a write that must flush a new bit anyway sets
+//     the bits of its whole aligned group in the same flush, so writes to the
+//     neighbours find their bits durable (DRBD's activity-log extents: coarse
+//     gating of writes, while needs-sync, and so a resync after a disconnect,
+//     stays per chunk). Only a crash resyncs the neighbours too.
 // Thread-safe. Callers order overlapping writes themselves (RangeLock).
 #pragma once
 
@@ -58,6 +63,10 @@ class WriteIntentBitmap {
   // taking their RangeLock re-check it after.
   uint64_t layout_version() const { return layout_version_.load(); }
   std::string store_description() const;
+
+  // Set-ahead group in bytes (0 or one chunk: off). A power of two; groups
+  // are aligned. Set before writes start; kept across Relayout (in bytes).
+  void SetSetAhead(uint64_t bytes) { set_ahead_bytes_.store(bytes); }
 
   // Chunks touched by the byte range; `length` 0 touches none.
   ChunkRange ChunksFor(uint64_t offset, uint64_t length) const;
@@ -124,7 +133,11 @@ class WriteIntentBitmap {
     return (bits_[chunk / 64] >> (chunk % 64)) & 1;
   }
   // Sets/clears the on-disk bit and marks its page for the next flush.
-  void SetBit(uint64_t chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SetBit: true if the bit was clear.
+  bool SetBit(uint64_t chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the bits of the aligned set-ahead groups around `range` (their
+  // chunks stay clean: no write, no needs-sync).
+  void SetAheadAround(ChunkRange range) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearBit(uint64_t chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateState(uint64_t chunk, uint32_t new_state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Group commit: returns once every bit change up to `version` is durable.
@@ -144,6 +157,7 @@ class WriteIntentBitmap {
   std::atomic<uint32_t> chunk_size_;
   std::atomic<uint64_t> chunk_count_;
   std::atomic<uint64_t> layout_version_{0};
+  std::atomic<uint64_t> set_ahead_bytes_{0};
   // Replaced only in Relayout (mu_ held, no flush running); otherwise used
   // by one flusher at a time (flushing_) without mu_.
   std::unique_ptr<BitmapStore> store_;

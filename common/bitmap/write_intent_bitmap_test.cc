@@ -285,6 +285,50 @@ TEST(WriteIntentBitmapTest, ABitWhoseFlushFailedIsNotClearedUntilWritten) {
   EXPECT_EQ(f.bitmap->counts().bits_set, 0u);  // then lazily, as any other
 }
 
+// Set-ahead of 4 chunks: the first write to chunk 5 sets chunks 4-7 in its
+// one flush; a write to chunk 6 then needs none. Only chunk 5 is dirty, and
+// the neighbours' bits clear lazily as any clean chunk's.
+TEST(WriteIntentBitmapTest, SetAheadSetsTheWholeGroupInOneFlush) {
+  Fixture f;
+  f.bitmap->SetSetAhead(4 * kChunk);
+  ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{5, 6}).ok());
+  EXPECT_EQ(f.store->writes, 1);
+  EXPECT_EQ(f.bitmap->counts().bits_set, 4u);
+  EXPECT_EQ(f.bitmap->counts().dirty_chunks, 1u);
+  ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{6, 7}).ok());
+  EXPECT_EQ(f.store->writes, 1);  // its bit was set ahead and is durable
+  f.bitmap->EndWrite(ChunkRange{5, 6}, true);
+  f.bitmap->EndWrite(ChunkRange{6, 7}, false);  // chunk 6 missed the secondary
+  EXPECT_EQ(f.bitmap->counts().needs_sync_chunks, 1u);  // only it: resync stays per chunk
+  EXPECT_EQ(f.bitmap->NextNeedsSync(0), 6u);
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());
+  EXPECT_EQ(f.bitmap->counts().bits_set, 1u);  // chunk 6's, until it is resynced
+}
+
+// No set-ahead past the volume's end, and none for a write whose bits were
+// durable already (it flushes nothing).
+TEST(WriteIntentBitmapTest, SetAheadStopsAtTheEndAndOnlyRidesAFlush) {
+  Fixture small(5 * kChunk);
+  small.bitmap->SetSetAhead(4 * kChunk);
+  ASSERT_TRUE(small.bitmap->StartWrite(ChunkRange{4, 5}).ok());
+  EXPECT_EQ(small.bitmap->counts().bits_set, 1u);  // the group 4-7 holds only chunk 4
+  small.bitmap->EndWrite(ChunkRange{4, 5}, true);
+
+  Fixture f;
+  f.bitmap->SetSetAhead(4 * kChunk);
+  ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{1, 2}).ok());  // sets 0-3, stays in flight
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());
+  ASSERT_TRUE(f.bitmap->ClearingPass().ok());
+  EXPECT_EQ(f.bitmap->counts().bits_set, 1u);  // the idle neighbours went
+  const int writes = f.store->writes;
+  ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{1, 2}).ok());  // durable: no flush
+  EXPECT_EQ(f.store->writes, writes);
+  EXPECT_EQ(f.bitmap->counts().bits_set, 1u);  // and no neighbours set again
+  f.bitmap->EndWrite(ChunkRange{1, 2}, true);
+  f.bitmap->EndWrite(ChunkRange{1, 2}, true);
+}
+
 TEST(WriteIntentBitmapTest, ClearAllClearableLeavesOnlyDirtyBits) {
   Fixture f;
   ASSERT_TRUE(f.bitmap->StartWrite(ChunkRange{0, 4}).ok());
