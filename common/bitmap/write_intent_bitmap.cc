@@ -255,9 +255,7 @@ absl::Status WriteIntentBitmap::ClearingPass() {
     for (uint64_t chunk = word * 64; chunk < std::min<uint64_t>(chunk_count_, word * 64 + 64); ++chunk) {
       if (!BitIsSet(chunk)) continue;
       const uint32_t state = state_[chunk];
-      // Not before its setting is durable (after a failed flush): a flush
-      // that ends later must find each bit it made durable still set.
-      if (IsDirty(state) || (state & kSetUnflushed)) continue;
+      if (!IsClearable(state)) continue;
       if (state & kClearPending) {
         // Clean for a whole period: the bit may go.
         UpdateState(chunk, state & ~kClearPending);
@@ -273,7 +271,7 @@ absl::Status WriteIntentBitmap::ClearingPass() {
 absl::Status WriteIntentBitmap::ClearAllClearable() {
   absl::MutexLock lock(&mu_);
   for (uint64_t chunk = 0; chunk < chunk_count_; ++chunk) {
-    if (BitIsSet(chunk) && !IsDirty(state_[chunk]) && !(state_[chunk] & kSetUnflushed)) {
+    if (BitIsSet(chunk) && IsClearable(state_[chunk])) {
       UpdateState(chunk, state_[chunk] & ~kClearPending);
       ClearBit(chunk);
     }

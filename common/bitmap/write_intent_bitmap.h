@@ -129,6 +129,10 @@ class WriteIntentBitmap {
   static constexpr uint32_t kSetUnflushed = 1u << 30;
 
   bool IsDirty(uint32_t state) const { return (state & kCountMask) != 0 || (state & kNeedsSync); }
+  // A set bit may be cleared: its chunk is clean, and no flush still owes
+  // the disk its setting (after a failed flush), so a flush that ends later
+  // finds each bit it made durable still set.
+  bool IsClearable(uint32_t state) const { return !IsDirty(state) && !(state & kSetUnflushed); }
   bool BitIsSet(uint64_t chunk) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return (bits_[chunk / 64] >> (chunk % 64)) & 1;
   }

@@ -211,6 +211,28 @@ class GatedStore : public BitmapStore {
   int entered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// A StartWrite on a thread of its own, so a test can see whether it returns
+// while a flush hangs (polled: a regression fails the test, not hangs it).
+class BackgroundWrite {
+ public:
+  BackgroundWrite(WriteIntentBitmap& bitmap, ChunkRange range)
+      : thread_([this, &bitmap, range] {
+          EXPECT_TRUE(bitmap.StartWrite(range).ok());
+          done_ = true;
+        }) {}
+  ~BackgroundWrite() { thread_.join(); }
+  bool done() const { return done_; }
+  // Waits up to 2 s for StartWrite to return.
+  bool DoneSoon() const {
+    for (int i = 0; i < 200 && !done_; ++i) absl::SleepFor(absl::Milliseconds(10));
+    return done_;
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 // Chunks 0 and 1 share a bitmap page. While the page is being flushed for
 // chunk 1's new bit, a write to chunk 0 (bit durable) goes on at once; a
 // second write to chunk 1 waits for the flush.
@@ -220,50 +242,30 @@ TEST(WriteIntentBitmapTest, AWriteToADurableBitDoesNotWaitForAnotherBitsFlush) {
   WriteIntentBitmap bitmap(64ull << 20, kChunk, std::move(owned));
   ASSERT_TRUE(bitmap.StartWrite(ChunkRange{0, 1}).ok());  // chunk 0's bit durable
   store->Open(false);
-  std::atomic<bool> first_done{false}, second_done{false};
-  std::thread first([&] {
-    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{1, 2}).ok());
-    first_done = true;
-  });
-  ASSERT_TRUE(store->AwaitEntered(2));  // chunk 1's flush is under way
-  std::thread second([&] {
-    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{1, 2}).ok());
-    second_done = true;
-  });
-  // Returns while the flush hangs (polled, so a regression fails, not hangs).
-  std::atomic<bool> zero_done{false};
-  std::thread zero([&] {
-    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{0, 1}).ok());
-    zero_done = true;
-  });
-  for (int i = 0; i < 200 && !zero_done; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_TRUE(zero_done);
-  EXPECT_FALSE(first_done);
-  EXPECT_FALSE(second_done);  // chunk 1's bit is not durable yet
-  store->Open(true);
-  zero.join();
-  first.join();
-  second.join();
-  EXPECT_TRUE(first_done && second_done);
+  {
+    BackgroundWrite first(bitmap, ChunkRange{1, 2});
+    ASSERT_TRUE(store->AwaitEntered(2));  // chunk 1's flush is under way
+    BackgroundWrite second(bitmap, ChunkRange{1, 2});
+    BackgroundWrite zero(bitmap, ChunkRange{0, 1});
+    EXPECT_TRUE(zero.DoneSoon());  // returns while the flush hangs
+    EXPECT_FALSE(first.done());
+    EXPECT_FALSE(second.done());  // chunk 1's bit is not durable yet
+    store->Open(true);
+  }  // all three return once the flush is through
   // After the flush chunk 1 is durable too: no wait even while the page
   // is flushed again for chunk 2.
   store->Open(false);
-  std::thread third([&] { EXPECT_TRUE(bitmap.StartWrite(ChunkRange{2, 3}).ok()); });
-  ASSERT_TRUE(store->AwaitEntered(3));
-  std::atomic<bool> one_done{false};
-  std::thread one([&] {
-    EXPECT_TRUE(bitmap.StartWrite(ChunkRange{1, 2}).ok());
-    one_done = true;
-  });
-  for (int i = 0; i < 200 && !one_done; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_TRUE(one_done);
-  store->Open(true);
-  one.join();
-  third.join();
-  for (uint64_t c = 0; c < 3; ++c) bitmap.EndWrite(ChunkRange{c, c + 1}, true);
-  bitmap.EndWrite(ChunkRange{0, 1}, true);
-  bitmap.EndWrite(ChunkRange{1, 2}, true);
-  bitmap.EndWrite(ChunkRange{1, 2}, true);
+  {
+    BackgroundWrite third(bitmap, ChunkRange{2, 3});
+    ASSERT_TRUE(store->AwaitEntered(3));
+    BackgroundWrite one(bitmap, ChunkRange{1, 2});
+    EXPECT_TRUE(one.DoneSoon());
+    store->Open(true);
+  }
+  // Writes started: chunk 0 twice, chunk 1 three times, chunk 2 once.
+  for (auto [chunk, writes] : {std::pair<uint64_t, int>{0, 2}, {1, 3}, {2, 1}}) {
+    for (int i = 0; i < writes; ++i) bitmap.EndWrite(ChunkRange{chunk, chunk + 1}, true);
+  }
   EXPECT_EQ(bitmap.counts().dirty_chunks, 0u);
 }
 

@@ -36,29 +36,35 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import free_port, wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 1 << 20
 
 
-def child_cpu(argv, **kw):
-    """Runs argv to completion; returns its user + system CPU seconds (of it and its waited-for
-    children). Raises if it fails."""
-    p = subprocess.Popen(argv, **kw)
+def wait_cpu(p):
+    """Waits for process `p`; returns its user + system CPU seconds (with its waited-for
+    children). Raises if it failed."""
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
-        raise SystemExit(f"floor: {argv[0]} failed ({p.returncode})")
+        raise SystemExit(f"floor: {p.args[0]} failed ({p.returncode})")
     return usage.ru_utime + usage.ru_stime
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def child_cpu(argv, **kw):
+    """Runs argv to completion; returns its CPU seconds (wait_cpu)."""
+    return wait_cpu(subprocess.Popen(argv, **kw))
+
+
+def listening(port):
+    """A TCP listener on `port`, seen without connecting (socat's listener takes one connection
+    only, so a probe would use it up)."""
+    return bool(subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                               text=True).stdout.strip())
 
 
 def tcp_hop(gib):
@@ -68,17 +74,10 @@ def tcp_hop(gib):
     receiver = subprocess.Popen(["socat", "-u", f"-b{BLOCK}",
                                  f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", "OPEN:/dev/null"])
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:  # wait for the listener
-            if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
-                              text=True).stdout.strip():
-                break
-            time.sleep(0.05)
+        wait_for(lambda: listening(port), 10, "socat's listener", poll=0.05)
         send = child_cpu(["socat", "-u", f"-b{BLOCK}", f"OPEN:/dev/zero,readbytes={nbytes}",
                           f"TCP:127.0.0.1:{port}"])
-        _, status, usage = os.wait4(receiver.pid, 0)
-        receiver.returncode = os.waitstatus_to_exitcode(status)
-        recv = usage.ru_utime + usage.ru_stime
+        recv = wait_cpu(receiver)
     finally:
         if receiver.returncode is None:
             receiver.kill()
@@ -89,12 +88,12 @@ def tcp_hop(gib):
     return (send - zero) / gib, recv / gib
 
 
-def pagecache_write(path, gib, passes):
-    """CPU s/GiB of 1 MiB buffered writes into `path` (already written, `gib` GiB)."""
+def pagecache_write(path, gib):
+    """CPU s/GiB of 1 MiB buffered writes over `path` (already written, `gib` GiB), once."""
     out = path.with_suffix(".json")
     child_cpu(["fio", "--name=floor", f"--filename={path}", f"--size={gib}G", "--rw=write",
-               f"--bs={BLOCK}", "--ioengine=psync", f"--io_size={gib * passes}G",
-               "--output-format=json", f"--output={out}"], stdout=subprocess.DEVNULL)
+               f"--bs={BLOCK}", "--ioengine=psync", "--output-format=json", f"--output={out}"],
+              stdout=subprocess.DEVNULL)
     job = json.load(open(out))["jobs"][0]
     cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
     return cpu / (job["write"]["io_bytes"] / 2**30)
@@ -138,7 +137,7 @@ def main():
             sends.append(s)
             recvs.append(r)
             os.sync()  # no writeback of the last pass during this one
-            writes.append(pagecache_write(img, a.gib, 1))
+            writes.append(pagecache_write(img, a.gib))
             print(f"  rep {rep + 1}: tcp send {s:.3f}, tcp recv {r:.3f}, page cache write "
                   f"{writes[-1]:.3f} CPU s/GiB", file=sys.stderr)
     step = {"tcp_send": statistics.median(sends), "tcp_recv": statistics.median(recvs),

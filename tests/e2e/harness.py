@@ -452,6 +452,17 @@ class Agent:
     def kill9(self):
         return self.proc.kill9()
 
+    def freeze(self):
+        """SIGSTOP: a frozen secondary acks nothing, so the primary's writes stay unacked."""
+        log(f"SIGSTOP {self.name} pid {self.proc.pid}: writes stay unacked")
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self):
+        """SIGCONT, if it still runs (a frozen process may have been killed meanwhile)."""
+        if self.alive():
+            log(f"SIGCONT {self.name} pid {self.proc.pid}")
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def alive(self):
         return self.proc is not None and self.proc.alive()
 
@@ -486,6 +497,43 @@ def wait_in_sync(primary, timeout=60, secondary=None):
     st = wait_for(stable, timeout, f"{primary.name} to be in_sync", interval=0.1, procs=procs)
     log(f"{primary.name} in_sync: {brief(st)}")
     return st
+
+
+def wait_clean_bitmap(primary, secondary):
+    """In sync, and the lazy clearing has emptied the bitmap; returns the in-sync status."""
+    st = wait_in_sync(primary, timeout=60, secondary=secondary)
+    wait_for(lambda: primary.status()["bitmap_bits_set"] == 0, 15,
+             f"{primary.name} bitmap_bits_set == 0 (lazy clearing)", interval=0.2,
+             procs=[primary.proc, secondary.proc])
+    return st
+
+
+def check_resync(primary, secondary, chunks, chunk_size, volume_size, before, label):
+    """Once the pair is in sync again: exactly `chunks` chunks were resynced since
+    `before` (resynced_bytes_total then; 0 for a restarted primary), never a full copy, and
+    the stores are equal. Returns the status."""
+    st = wait_in_sync(primary, timeout=60, secondary=secondary)
+    delta = st["resynced_bytes_total"] - before
+    want = chunks * chunk_size
+    log(f"{label}: resync moved {delta} bytes ({delta / chunk_size:.2f} chunks), expected "
+        f"{chunks} x {chunk_size} = {want}; resync_total_bytes={st['resync_total_bytes']}")
+    check(delta != volume_size, f"{label}: a FULL resync happened ({delta} bytes); status {st}")
+    check(delta == want, f"{label}: resync moved {delta} bytes, expected exactly {chunks} chunks "
+          f"= {want}; status {st}")
+    check(st["resync_total_bytes"] == want,
+          f"{label}: resync_total_bytes {st['resync_total_bytes']} != {want}; {st}")
+    assert_same_files(primary.store, secondary.store)
+    return st
+
+
+BITMAP_PAGES_OFFSET = 8192  # bitmap file: two 4 KiB header slots, then 4 KiB pages of bits
+
+
+def bitmap_file_bits(path, nchunks):
+    """The chunks whose bits are set in page 0 of a bitmap file (little-endian bits; up to
+    32640 chunks)."""
+    bits = int.from_bytes(pread(path, BITMAP_PAGES_OFFSET, (nchunks + 7) // 8), "little")
+    return {c for c in range(nchunks) if bits >> c & 1}
 
 
 def wait_status(agent, pred, timeout, what, procs=()):

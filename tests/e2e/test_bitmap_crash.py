@@ -19,9 +19,7 @@ C. both killed: the secondary is frozen, set S3 is written, both get SIGKILL, bo
 """
 import os
 import random
-import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -29,7 +27,6 @@ import harness as H  # noqa: E402
 SIZE = 64 * H.MiB
 CHUNK = 64 * H.KiB
 NCHUNKS = SIZE // CHUNK
-PAGES_OFFSET = 8192  # bitmap file: two 4 KiB header slots, then 4 KiB pages of little-endian bits
 
 
 def examine_json(bm):
@@ -39,13 +36,6 @@ def examine_json(bm):
     H.log(f"examine --json: dirty_chunks={doc['dirty_chunks']} state={doc['state']} "
           f"chunk_size={doc['chunk_size']} generation={doc['generation']}")
     return doc
-
-
-def file_dirty_chunks(bm):
-    """The set bits of page 0 of the bitmap file (1024 chunks fit in one page)."""
-    data = H.pread(bm, PAGES_OFFSET, NCHUNKS // 8)
-    bits = int.from_bytes(data, "little")
-    return {c for c in range(NCHUNKS) if bits >> c & 1}
 
 
 def write_chunks(prim, chunks, rng):
@@ -61,44 +51,9 @@ def write_chunks(prim, chunks, rng):
     H.log(f"wrote {len(chunks)} chunks through NBD: {sorted(chunks)}")
 
 
-def wait_clean_bitmap(prim, sec):
-    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
-    H.wait_for(lambda: prim.status()["bitmap_bits_set"] == 0, 15,
-               f"{prim.name} bitmap_bits_set == 0 (lazy clearing, 1 s period)", interval=0.2,
-               procs=[prim.proc, sec.proc])
-    return st
-
-
-def freeze(sec):
-    H.log(f"SIGSTOP {sec.name} pid {sec.proc.pid}: writes stay unacked")
-    os.kill(sec.proc.pid, signal.SIGSTOP)
-
-
-def thaw(sec):
-    if sec.alive():
-        H.log(f"SIGCONT {sec.name} pid {sec.proc.pid}")
-        os.kill(sec.proc.pid, signal.SIGCONT)
-
-
 def wait_dirty(prim, n, what):
     H.wait_for(lambda: prim.status()["dirty_chunks"] == n, 10,
                f"{prim.name} dirty_chunks == {n} ({what})", procs=[prim.proc])
-
-
-def check_resync(prim, sec, n, before, label):
-    """After the pair is in sync again: exactly n chunks were resynced since `before`."""
-    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
-    delta = st["resynced_bytes_total"] - before
-    H.log(f"{label}: resync moved {delta} bytes ({delta / CHUNK:.2f} chunks), expected "
-          f"{n} x {CHUNK} = {n * CHUNK}; resync_total_bytes={st['resync_total_bytes']}")
-    H.check(delta != SIZE, f"{label}: a FULL resync happened ({delta} bytes); status {st}")
-    H.check(delta == n * CHUNK,
-            f"{label}: resync moved {delta} bytes, expected exactly {n} chunks = {n * CHUNK}; "
-            f"status {st}")
-    H.check(st["resync_total_bytes"] == n * CHUNK,
-            f"{label}: resync_total_bytes {st['resync_total_bytes']} != {n * CHUNK}; {st}")
-    H.assert_same_files(prim.store, sec.store)
-    return st
 
 
 def log_has(proc, text):
@@ -113,7 +68,7 @@ def body(case):
     spec = f"{bm},{CHUNK},1"
     sec = case.secondary(volume="crash", size="64M")
     prim = case.primary(sec.port, volume="crash", size="64M", bitmap=spec)
-    st = wait_clean_bitmap(prim, sec)
+    st = H.wait_clean_bitmap(prim, sec)
     H.check_eq(st["resynced_bytes_total"], SIZE, "initial full sync bytes")
     H.check_eq(st["bitmap_file"], str(bm), "bitmap_file")
     H.assert_same_files(prim.store, sec.store)
@@ -121,68 +76,68 @@ def body(case):
     # ---- A: the primary is killed with writes unacked ---------------------------------------
     S = set(rng.sample(range(NCHUNKS), 37))
     H.log(f"A: chunk set ({len(S)}): {sorted(S)}")
-    freeze(sec)
+    sec.freeze()
     try:
         write_chunks(prim, S, rng)
         wait_dirty(prim, len(S), "A: writes unacked")
         prim.kill9()
     finally:
-        thaw(sec)
+        sec.thaw()
     doc = examine_json(bm)
     H.check_eq(doc["state"], "running", "A: examine state after kill -9 of the primary")
     H.check_eq(doc["dirty_chunks"], len(S), "A: examine dirty_chunks after kill -9")
-    got = file_dirty_chunks(bm)
+    got = H.bitmap_file_bits(bm, NCHUNKS)
     H.check(got == S, f"A: bits in the file != written chunks: missing {sorted(S - got)}, "
             f"extra {sorted(got - S)}")
     prim.restart()
     H.wait_for(lambda: log_has(prim.proc, f"{len(S)} chunks flagged for resync (after a crash)"),
                10, "A: the primary's log line '37 chunks flagged for resync (after a crash)'",
                procs=[prim.proc])
-    st = check_resync(prim, sec, len(S), 0, "A (primary kill -9)")
+    st = H.check_resync(prim, sec, len(S), CHUNK, SIZE, 0, "A (primary kill -9)")
     H.check_eq(st["generation"], doc["generation"], "A: the primary kept the file's generation")
 
     # ---- B: the secondary is killed; more writes while it is down ----------------------------
-    st = wait_clean_bitmap(prim, sec)
+    st = H.wait_clean_bitmap(prim, sec)
     before = st["resynced_bytes_total"]
     S1 = set(rng.sample(range(NCHUNKS), 23))
     S2 = set(rng.sample(range(NCHUNKS), 29))
     H.log(f"B: S1 ({len(S1)}, while frozen): {sorted(S1)}; S2 ({len(S2)}, while down): "
           f"{sorted(S2)}; union {len(S1 | S2)}")
-    freeze(sec)
+    sec.freeze()
     try:
         write_chunks(prim, S1, rng)
         wait_dirty(prim, len(S1), "B: S1 unacked")
         sec.kill9()  # SIGKILL ends a stopped process too
     finally:
-        thaw(sec)
+        sec.thaw()
     write_chunks(prim, S2, rng)  # the primary keeps serving
     H.wait_for(lambda: prim.status()["connection"] != "connected", 15,
                "B: the primary to notice the lost secondary", procs=[prim.proc])
     wait_dirty(prim, len(S1 | S2), "B: S1 u S2 while the secondary is down")
     H.check(prim.alive(), "B: the primary died")
     sec.restart()
-    check_resync(prim, sec, len(S1 | S2), before, "B (secondary kill -9)")
+    H.check_resync(prim, sec, len(S1 | S2), CHUNK, SIZE, before, "B (secondary kill -9)")
 
     # ---- C: both killed -----------------------------------------------------------------------
-    st = wait_clean_bitmap(prim, sec)
+    st = H.wait_clean_bitmap(prim, sec)
     S3 = set(rng.sample(range(NCHUNKS), 41))
     H.log(f"C: chunk set ({len(S3)}): {sorted(S3)}")
-    freeze(sec)
+    sec.freeze()
     try:
         write_chunks(prim, S3, rng)
         wait_dirty(prim, len(S3), "C: writes unacked")
         prim.kill9()
         sec.kill9()
     finally:
-        thaw(sec)
+        sec.thaw()
     doc = examine_json(bm)
     H.check_eq(doc["dirty_chunks"], len(S3), "C: examine dirty_chunks after both kill -9")
-    got = file_dirty_chunks(bm)
+    got = H.bitmap_file_bits(bm, NCHUNKS)
     H.check(got == S3, f"C: bits in the file != written chunks: missing {sorted(S3 - got)}, "
             f"extra {sorted(got - S3)}")
     sec.restart()
     prim.restart()
-    check_resync(prim, sec, len(S3), 0, "C (both kill -9)")
+    H.check_resync(prim, sec, len(S3), CHUNK, SIZE, 0, "C (both kill -9)")
 
     prim.stop()
     sec.stop()

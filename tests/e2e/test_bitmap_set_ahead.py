@@ -16,7 +16,6 @@ sync and its bitmap empties.
    after a crash, so the resync moves the whole group, 16 chunks. Stores equal.
 """
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,12 +25,6 @@ SIZE = 64 * H.MiB
 CHUNK = 64 * H.KiB
 NCHUNKS = SIZE // CHUNK
 GROUP = 16                 # --bitmap-set-ahead=1M over 64 KiB chunks
-PAGES_OFFSET = 8192        # bitmap file: two 4 KiB header slots, then the pages of bits
-
-
-def file_bits(bm):
-    bits = int.from_bytes(H.pread(bm, PAGES_OFFSET, NCHUNKS // 8), "little")
-    return {c for c in range(NCHUNKS) if bits >> c & 1}
 
 
 def write_chunk(prim, chunk, seed):
@@ -42,47 +35,22 @@ def write_chunk(prim, chunk, seed):
         h.shutdown()
 
 
-def freeze(sec):
-    os.kill(sec.proc.pid, signal.SIGSTOP)
-
-
-def thaw(sec):
-    if sec.alive():
-        os.kill(sec.proc.pid, signal.SIGCONT)
-
-
-def wait_clean_bitmap(prim, sec):
-    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
-    H.wait_for(lambda: prim.status()["bitmap_bits_set"] == 0, 15,
-               "bitmap_bits_set == 0 (lazy clearing, 1 s period)", interval=0.2,
-               procs=[prim.proc, sec.proc])
-    return st
-
-
-def check_resync(prim, sec, chunks, before, label):
-    st = H.wait_in_sync(prim, timeout=60, secondary=sec)
-    moved = st["resynced_bytes_total"] - before
-    H.log(f"{label}: the resync moved {moved} bytes ({moved / CHUNK:g} chunks)")
-    H.check_eq(moved, chunks * CHUNK, f"{label}: bytes moved by the resync")
-    H.assert_same_files(prim.store, sec.store)
-
-
 def body(case):
     bm = case.path("vol.bm")
     sec = case.secondary(volume="ahead", size="64M")
     prim = case.primary(sec.port, volume="ahead", size="64M", bitmap=f"{bm},{CHUNK},1",
                         extra=["--bitmap-set-ahead=1M"])
-    st = wait_clean_bitmap(prim, sec)
+    st = H.wait_clean_bitmap(prim, sec)
     H.check_eq(st["resynced_bytes_total"], SIZE, "initial full sync bytes")
 
     # 1: one write sets its group; a neighbour's write then flushes nothing.
-    freeze(sec)
+    sec.freeze()
     try:
         write_chunk(prim, 5, 1)
         st = prim.status()
         H.check_eq(st["dirty_chunks"], 1, "1: dirty chunks after one write")
         H.check_eq(st["bitmap_bits_set"], GROUP, "1: bits set after one write (its group)")
-        H.check_eq(file_bits(bm), set(range(GROUP)), "1: bits in the file")
+        H.check_eq(H.bitmap_file_bits(bm, NCHUNKS), set(range(GROUP)), "1: bits in the file")
         flushes = st["bitmap_flushes_total"]
         write_chunk(prim, 6, 2)
         st = prim.status()
@@ -91,25 +59,27 @@ def body(case):
         # 2: a disconnect resyncs the chunks written, not their groups.
         sec.kill9()
     finally:
-        thaw(sec)
+        sec.thaw()
     write_chunk(prim, 40, 3)
     H.wait_for(lambda: prim.status()["dirty_chunks"] == 3, 15,
                "2: dirty_chunks == 3 while the secondary is down", procs=[prim.proc])
     H.check_eq(prim.status()["bitmap_bits_set"], 2 * GROUP, "2: bits set (two groups)")
     sec.restart()
-    check_resync(prim, sec, 3, st["resynced_bytes_total"], "2 (disconnect)")
+    H.check_resync(prim, sec, 3, CHUNK, SIZE, st["resynced_bytes_total"], "2 (disconnect)")
 
     # 3: a crash resyncs every set bit: the whole group.
-    wait_clean_bitmap(prim, sec)
-    freeze(sec)
+    H.wait_clean_bitmap(prim, sec)
+    sec.freeze()
     try:
         write_chunk(prim, 100, 4)
-        H.check_eq(file_bits(bm), set(range(96, 96 + GROUP)), "3: bits in the file")
+        H.check_eq(H.bitmap_file_bits(bm, NCHUNKS), set(range(96, 96 + GROUP)),
+                   "3: bits in the file")
         prim.kill9()
     finally:
-        thaw(sec)
+        sec.thaw()
     prim.restart()
-    check_resync(prim, sec, GROUP, 0, "3 (primary kill -9)")  # a new process counts from 0
+    # A restarted primary counts resynced bytes from 0.
+    H.check_resync(prim, sec, GROUP, CHUNK, SIZE, 0, "3 (primary kill -9)")
     prim.stop()
     sec.stop()
     H.assert_same_files(prim.store, sec.store)
