@@ -4,11 +4,14 @@
     tests/bench/compare.py [--runtime S] [--rounds N] [--size SIZE] [--targets T,...]
                            [--workloads W,...] [--json FILE] [--keep] [--baseline DIR]
                            [--repl-args "FLAGS"] [--fresh] [--files sparse|written]
+                           [--fill-block 1M|4K]
 
 Targets (all on 127.0.0.1 TCP, each on its own file in one temp dir; sparse unless --files
 written, which starts every file full of data, as a disk in use is: on a sparse file a write's
 first touch of a block costs the filesystem an allocation, and a slower target spends more of a
-timed run on first touches than a faster one):
+timed run on first touches than a faster one. --fill-block is the size of the writes that fill
+them, and so of the page cache's folios the workloads find: with 1 MiB folios a 4 KiB write
+costs every target several times what it does with 4 KiB ones):
   nbdkit         nbdkit's file plugin (unreplicated; the reference of every ratio)
   qemu-nbd       qemu-nbd on a raw file (unreplicated)
   qsd-background qemu-storage-daemon exporting a raw file, blockdev-mirror copy-mode=background
@@ -197,17 +200,25 @@ class Target:
 
 
 FILL_PIECE = os.urandom(1 << 20)  # the same bytes in a source and its replica
+FILL_BLOCK = 1 << 20  # --fill-block
 
 
 def make_file(path, size, fill):
-    """A sparse file, or (fill: --fresh before a read workload) one full of data."""
-    with open(path, "wb") as f:
+    """A sparse file, or (fill: --files written, or --fresh before a read workload) one full of
+    data, written in pieces of FILL_BLOCK bytes: the piece decides the size of the page cache's
+    folios, and so what every later 4 KiB write into them costs (ext4 on Linux 6.18 walks all of a
+    folio's buffer heads: docs/PERFORMANCE.md, round 17)."""
+    with open(path, "wb", buffering=0) as f:  # unbuffered: each piece is one write()
         if not fill:
             f.truncate(size)
             return
-        for _ in range(size // len(FILL_PIECE)):
-            f.write(FILL_PIECE)
-        f.write(FILL_PIECE[:size % len(FILL_PIECE)])
+        view = memoryview(FILL_PIECE)
+        done = 0
+        while done < size:
+            at = done % len(FILL_PIECE)
+            n = min(FILL_BLOCK, size - done, len(FILL_PIECE) - at)
+            f.write(view[at:at + n])
+            done += n
 
 
 def start_target(name, d, size, fill=False):
@@ -364,8 +375,12 @@ def main():
                     help="new targets and files for each workload")
     ap.add_argument("--files", choices=["sparse", "written"], default="sparse",
                     help="sparse files, or files full of data (a disk in use)")
+    ap.add_argument("--fill-block", default="1M",
+                    help="--files written: the size of the writes that fill each file (1M: the "
+                         "page cache in 1 MiB folios, as after large writes; 4K: in 4 KiB ones, "
+                         "as after small writes)")
     a = ap.parse_args()
-    global BASELINE_BIN, REPL_ARGS, SECONDARY_ARGS
+    global BASELINE_BIN, REPL_ARGS, SECONDARY_ARGS, FILL_BLOCK
     REPL_ARGS = a.repl_args.split()
     SECONDARY_ARGS = a.secondary_args.split()
     if a.baseline:
@@ -374,13 +389,17 @@ def main():
         raise SystemExit("bench: base-* targets need --baseline DIR")
     subprocess.run([ROOT / "scripts" / "install-deps.sh", "--bench"], check=True)
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    size = int(a.size[:-1]) * units[a.size[-1]] if a.size[-1] in units else int(a.size)
+    def parse_size(text):
+        return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
+    size = parse_size(a.size)
+    FILL_BLOCK = parse_size(a.fill_block)
     targets, workloads = a.targets.split(","), a.workloads.split(",")
     d = Path(tempfile.mkdtemp(prefix="blockrepl-compare."))
     results, checks = [], []
     log(f"bench: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {a.runtime} s per "
         f"run, {a.rounds} round(s), {a.size} files in {d}"
-        f"{', fresh targets per workload' if a.fresh else ''}, {a.files} files")
+        f"{', fresh targets per workload' if a.fresh else ''}, {a.files} files"
+        f"{f' (filled in {a.fill_block} writes)' if a.files == 'written' else ''}")
     try:
         # One group of workloads per set of targets: all of them, or (--fresh) one each.
         for group in ([[w] for w in workloads] if a.fresh else [workloads]):
@@ -420,7 +439,7 @@ def main():
         summary = summarize(results, targets, workloads)
         doc = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()[0]},
                "runtime_s": a.runtime, "rounds": a.rounds, "size": a.size, "fresh": a.fresh,
-               "files": a.files, "repl_args": REPL_ARGS, "secondary_args": SECONDARY_ARGS,
+               "files": a.files, "fill_block": FILL_BLOCK, "repl_args": REPL_ARGS, "secondary_args": SECONDARY_ARGS,
                "results": results, "summary": summary, "replica_checks": checks}
         if a.json:
             Path(a.json).write_text(json.dumps(doc, indent=1))

@@ -69,25 +69,36 @@ wait_in_sync() {  # wait_in_sync ADMIN_SOCKET TIMEOUT_S
 
 declare -A URI ADMIN PSTORE SSTORE
 make_file() {  # make_file PATH...: sparse, allocated (BENCH_PREALLOC=1) or written (=fill)
-  local f first=
+  local f bs=${BENCH_FILL_BS:-1M}
   for f in "$@"; do
     if [[ ${BENCH_PREALLOC:-0} == fill ]]; then
-      # Every block written, the same bytes in each file (a source and its replica start equal),
-      # in 1 MiB writes as compare.py --files written does: the page cache then holds large
-      # folios, as after a client's large writes. head's 8 KiB writes left small ones, whose
-      # per-folio cost (mark_buffer_dirty 20% of a lone primary at 1 MiB) no compare.py run has.
-      if [[ -z $first ]]; then
-        dd if=/dev/urandom of="$f" bs=1M count="$(($(numfmt --from=iec "$SIZE") >> 20))" \
+      # The same bytes in each file (a source and its replica start equal), written in pieces of
+      # BENCH_FILL_BS (1M by default, as compare.py --files written does). The piece decides the
+      # size of the page cache's folios (Linux 6.18, ext4), and a later 4 KiB write into a
+      # cached 1 MiB folio walks all 256 of its buffer heads: at 4K QD 32 that walk is most of
+      # every target's time (docs/PERFORMANCE.md, round 17). 4k leaves 4 KiB folios, as after
+      # a client's own small writes.
+      if [[ $f == "$1" ]]; then
+        dd if=/dev/urandom of="$f" bs="$bs" count="$(($(numfmt --from=iec "$SIZE") / $(numfmt --from=iec "${bs^^}")))" \
           iflag=fullblock status=none
-        first=$f
       else
-        dd if="$first" of="$f" bs=1M status=none
+        dd if="$1" of="$f" bs="$bs" status=none
       fi
       continue
     fi
     truncate -s "$SIZE" "$f"
     [[ ${BENCH_PREALLOC:-0} == 0 ]] || fallocate -l "$SIZE" "$f"
   done
+  if [[ ${BENCH_CACHE:-warm} == cold ]]; then
+    # The data on disk and none of it in the page cache, as for a disk larger than RAM (after
+    # every file is made: copying the first reads it back into the cache). Later writes then
+    # make folios of their own size, but each first touch of a page pays for fresh memory (on
+    # this guest, for the host's page too: free page reporting gives freed memory back).
+    sync "$@"
+    for f in "$@"; do
+      $PY -c 'import os, sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)' "$f"
+    done
+  fi
 }
 start_nbdkit() {
   local port; port=$(free_port)
