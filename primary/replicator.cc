@@ -690,11 +690,10 @@ StreamEvents::Next Replicator::NextBatch(uint64_t connection,
                                          std::vector<Payload>* payloads, bool* more_coming,
                                          absl::Time* retry_at, std::vector<QueuedOp>* taken) {
   // Ops are only moved out of the queue under mu_, into scratch space that
-  // keeps its capacity; the batch's protobuf (an allocation per op) is built
-  // after the lock is released. While the stream thread held mu_ through
-  // those allocations, NBD workers queueing writes blocked on it and had to
-  // be woken (docs/PERFORMANCE.md, round 17).
-  taken->clear();
+  // keeps its capacity (empty between calls); the batch's protobuf (an
+  // allocation per op) is built after the lock is released. While the stream
+  // thread held mu_ through those allocations, NBD workers queueing writes
+  // blocked on it and had to be woken (docs/PERFORMANCE.md, round 17).
   {
     absl::MutexLock lock(&mu_);
     if (stopping_ || broken_ || live_connection_ != connection) return StreamEvents::Next::kEnd;

@@ -9,7 +9,7 @@ stream_messages_total, also in /metrics and `replctl detail`):
    (Nagle's rule alone gives 1-2; lingering would put about 50 ms of them, 30 or more, in each);
 2. a random 4 KiB write load at queue depth 16: at least 40 writes per message in one of up to
    three 3 s windows (a partial batch lingers until 256 KiB, 64 writes, are queued; Nagle's rule
-   alone gives what arrives in one round trip: 4 writes a message on this test's host);
+   alone gives what arrives in one round trip: 1-4 writes a message on this test's hosts);
 3. in sync, then both stores equal byte for byte, before and after the agents stop.
 """
 import os
