@@ -57,7 +57,7 @@ class Replicator::StreamDriver final : public StreamEvents {
       : replicator_(replicator), connection_(connection) {}
   Next NextMessage(replication::PrimaryMessage* message, std::vector<Payload>* payloads,
                    bool* more_coming, absl::Time* retry_at) override {
-    return replicator_->NextBatch(connection_, message, payloads, more_coming, retry_at, &taken_);
+    return replicator_->NextBatch(connection_, message, payloads, more_coming, retry_at);
   }
   bool OnMessage(const replication::SecondaryMessage& message) override {
     return replicator_->OnSecondaryMessage(connection_, message);
@@ -67,7 +67,6 @@ class Replicator::StreamDriver final : public StreamEvents {
  private:
   Replicator* const replicator_;
   const uint64_t connection_;
-  std::vector<QueuedOp> taken_;  // NextBatch's scratch space (this thread's only)
 };
 
 Replicator::Replicator(ReplicatorOptions options, WriteIntentBitmap* bitmap,
@@ -688,56 +687,42 @@ bool Replicator::SendReadyLocked() const { return IsDue(SendDueLocked()); }
 StreamEvents::Next Replicator::NextBatch(uint64_t connection,
                                          replication::PrimaryMessage* message,
                                          std::vector<Payload>* payloads, bool* more_coming,
-                                         absl::Time* retry_at, std::vector<QueuedOp>* taken) {
-  // Ops are only moved out of the queue under mu_, into scratch space that
-  // keeps its capacity (empty between calls); the batch's protobuf (an
-  // allocation per op) is built after the lock is released. While the stream
-  // thread held mu_ through those allocations, NBD workers queueing writes
-  // blocked on it and had to be woken (docs/PERFORMANCE.md, round 17).
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_ || broken_ || live_connection_ != connection) return StreamEvents::Next::kEnd;
-    const absl::Time due = SendDueLocked();
-    if (!IsDue(due)) {
-      if (due != absl::InfiniteFuture()) *retry_at = due;  // a lingering batch
-      return StreamEvents::Next::kIdle;
-    }
-    // Counted expanded (not compressed) so the secondary never holds more than about
-    // max_batch_bytes of payload per batch after decompression.
-    uint64_t batch_bytes = 0;
-    bool resync_only = true;  // the larger limit holds while the batch has only resync chunks
-    auto expanded = [](const QueuedOp& q) {
-      return ExpandedPayloadBytes(q.op, q.op.data().size() + q.payload.size());
-    };
-    while (!send_queue_.empty() && taken->size() < static_cast<size_t>(options_.max_batch_ops)) {
-      const Op::Kind kind = send_queue_.front().op.kind();
-      resync_only = resync_only && (kind == Op::RESYNC || kind == Op::RESYNC_ZERO);
-      const uint64_t limit =
-          resync_only ? options_.max_resync_batch_bytes : options_.max_batch_bytes;
-      const uint64_t op_bytes = expanded(send_queue_.front());
-      if (batch_bytes > 0 && batch_bytes + op_bytes > limit) break;
-      batch_bytes += op_bytes;
-      send_queue_bytes_ -= op_bytes;
-      if (!IsClientWrite(kind)) unlingering_queued_--;
-      taken->push_back(std::move(send_queue_.front()));
-      send_queue_.pop_front();
-    }
-    stats_.sent_seq = taken->back().op.seq();
-    stats_.batches_sent_total++;
-    unacked_batches_.push_back(stats_.sent_seq);
-    last_send_ = absl::Now();
-    // Only when the next batch may go at once: a message held for coalescing
-    // while Nagle's rule holds the next back would wait for an ack it cannot get.
-    *more_coming = SendReadyLocked();
+                                         absl::Time* retry_at) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || broken_ || live_connection_ != connection) return StreamEvents::Next::kEnd;
+  const absl::Time due = SendDueLocked();
+  if (!IsDue(due)) {
+    if (due != absl::InfiniteFuture()) *retry_at = due;  // a lingering batch
+    return StreamEvents::Next::kIdle;
   }
   replication::Batch* batch = message->mutable_batch();
-  batch->mutable_ops()->Reserve(static_cast<int>(taken->size()));
-  payloads->reserve(payloads->size() + taken->size());
-  for (QueuedOp& queued : *taken) {
-    *batch->add_ops() = std::move(queued.op);
-    payloads->push_back(std::move(queued.payload));
+  // Counted expanded (not compressed) so the secondary never holds more than about
+  // max_batch_bytes of payload per batch after decompression.
+  uint64_t batch_bytes = 0;
+  bool resync_only = true;  // the larger limit holds while the batch has only resync chunks
+  auto expanded = [](const QueuedOp& q) {
+    return ExpandedPayloadBytes(q.op, q.op.data().size() + q.payload.size());
+  };
+  while (!send_queue_.empty() && batch->ops_size() < options_.max_batch_ops) {
+    const Op::Kind kind = send_queue_.front().op.kind();
+    resync_only = resync_only && (kind == Op::RESYNC || kind == Op::RESYNC_ZERO);
+    const uint64_t limit = resync_only ? options_.max_resync_batch_bytes : options_.max_batch_bytes;
+    const uint64_t op_bytes = expanded(send_queue_.front());
+    if (batch_bytes > 0 && batch_bytes + op_bytes > limit) break;
+    batch_bytes += op_bytes;
+    send_queue_bytes_ -= op_bytes;
+    if (!IsClientWrite(kind)) unlingering_queued_--;
+    *batch->add_ops() = std::move(send_queue_.front().op);
+    payloads->push_back(std::move(send_queue_.front().payload));
+    send_queue_.pop_front();
   }
-  taken->clear();
+  stats_.sent_seq = batch->ops(batch->ops_size() - 1).seq();
+  stats_.batches_sent_total++;
+  unacked_batches_.push_back(stats_.sent_seq);
+  last_send_ = absl::Now();
+  // Only when the next batch may go at once: a message held for coalescing
+  // while Nagle's rule holds the next back would wait for an ack it cannot get.
+  *more_coming = SendReadyLocked();
   return StreamEvents::Next::kMessage;
 }
 

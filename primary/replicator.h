@@ -247,13 +247,9 @@ class Replicator {
   // Connects and handshakes; returns the stream or nullptr (error recorded).
   std::unique_ptr<ReplicationStream> Connect();
   // The live stream's events, on the manager thread (see StreamEvents).
-  // `taken` is the stream's own scratch space, empty between calls and kept
-  // across them, so that once it has grown to a full batch, taking a batch
-  // off the queue under mu_ allocates nothing.
-  struct QueuedOp;
   StreamEvents::Next NextBatch(uint64_t connection, replication::PrimaryMessage* message,
                                std::vector<Payload>* payloads, bool* more_coming,
-                               absl::Time* retry_at, std::vector<QueuedOp>* taken);
+                               absl::Time* retry_at);
   bool OnSecondaryMessage(uint64_t connection, const replication::SecondaryMessage& message);
   bool OnStreamTick(uint64_t connection);
   // When the next batch may go: InfinitePast (now) when a full one is
